@@ -180,7 +180,7 @@ def landmark_box(points2d):
     return jnp.concatenate([points2d.min(-2), points2d.max(-2)], -1)
 
 
-def sample_cameras(key, n: int, config, landmarks3d=None) -> Camera:
+def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates: bool = False):
     """Exactly ``n`` cameras from C with the paper's acceptance rule (§4), vectorized.
 
     Candidates are uniform in α ∈ [−A, A], β ∈ [−B, B], γ ∈ [−Γ, Γ] (degrees) and per-axis
@@ -188,7 +188,11 @@ def sample_cameras(key, n: int, config, landmarks3d=None) -> Camera:
     If ``landmarks3d`` ((N, 3) shared, or (n, N, 3) one set per camera) is given, a candidate is
     also rejected unless the projected landmarks' box lies inside the image with its smaller side
     > ``config.min_box_fraction`` of the image. Rounds of ``config.candidates`` vectorized draws
-    per pending camera repeat until all ``n`` are accepted.
+    per pending camera repeat until all ``n`` are accepted; each camera takes the first accepted
+    candidate of its row, so ``n`` / (candidates consumed) estimates the acceptance rate.
+
+    Returns a Camera with batch (n,), and with ``return_num_candidates`` also the number of
+    candidates consumed.
 
     config fields: azimuth_range A, elevation_range B, roll_range Γ (degrees),
     translation_range (3,), radius, look_at, min_box_fraction, candidates, max_rounds.
@@ -208,6 +212,7 @@ def sample_cameras(key, n: int, config, landmarks3d=None) -> Camera:
 
     chosen = np.zeros((n, 6), np.float32)  # α, β, γ, Δt
     pending = np.arange(n)
+    consumed = 0
     for round_ in range(max_rounds):
         if pending.size == 0:
             break
@@ -230,6 +235,7 @@ def sample_cameras(key, n: int, config, landmarks3d=None) -> Camera:
         accept = np.asarray(accept)
         got = accept.any(1)
         first = accept.argmax(1)
+        consumed += int(np.where(got, first + 1, k).sum())
         rows = np.arange(m)
         values = np.concatenate([np.asarray(angles)[rows, first], np.asarray(dt)[rows, first]], -1)
         chosen[pending[got]] = values[got]
@@ -238,9 +244,10 @@ def sample_cameras(key, n: int, config, landmarks3d=None) -> Camera:
         raise RuntimeError(
             f"sample_cameras: {pending.size} of {n} cameras found no accepted candidate in {max_rounds} rounds; "
             "the camera config (ranges, translation_range, min_box_fraction) or the landmarks rule out most of C")
-    return camera_from_angles(chosen[:, 0], chosen[:, 1], chosen[:, 2], chosen[:, 3:],
+    cams = camera_from_angles(chosen[:, 0], chosen[:, 1], chosen[:, 2], chosen[:, 3:],
                               radius=config.get("radius", DEFAULT_RADIUS),
                               look_at=tuple(config.get("look_at", DEFAULT_LOOK_AT)))
+    return (cams, consumed) if return_num_candidates else cams
 
 
 def default_camera_config():
