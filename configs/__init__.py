@@ -1,0 +1,19 @@
+"""Experiment configs: one file per experiment, each with ``get_config()``.
+
+The ablation configs take an optional base, ``paper`` (the default: the ablation as in the paper's
+Tables 1-2) or ``default`` (the same change on the CPU-sized synthetic setting), chosen after a
+colon on the command line: ``--config configs/mv_only.py:default``.
+"""
+
+import ml_collections
+
+
+def base_config(base: str | None) -> ml_collections.ConfigDict:
+    """``configs/paper.py`` or ``configs/default.py``'s config, by name."""
+    from configs import default, paper
+
+    bases = {"paper": paper.get_config, "default": default.get_config}
+    base = base or "paper"
+    if base not in bases:
+        raise ValueError(f"unknown base config {base!r}; use one of {sorted(bases)} (e.g. configs/mv_only.py:default)")
+    return bases[base]()

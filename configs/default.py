@@ -10,6 +10,7 @@ Schema shared by every stage (preprocess, train, evaluate); other configs start 
 import ml_collections
 
 from facelift_jax import camera
+from facelift_jax.synthetic.generator import default_config as synthetic_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -23,44 +24,100 @@ def get_config() -> ml_collections.ConfigDict:
     c.detector = "synthetic"
     c.ide3d = ml_collections.ConfigDict(dict(checkpoint="", repo="", truncation_psi=0.7, fix_background=True))
     c.pyfacer = ml_collections.ConfigDict(dict(weights=""))
+    # Offline real-photo/video detector (bridges/mediapipe.py, needs ai-edge-litert): BlazeFace score
+    # threshold, landmark-model face-presence threshold, re-centred landmark passes per face, pupils.
+    c.mediapipe = ml_collections.ConfigDict(dict(min_score=0.5, min_presence=0.5, refine_passes=1,
+                                                pupils="iris"))  # or "centre" (eye centre)
 
     c.camera = camera.default_camera_config()
+    c.synthetic = synthetic_config()  # the embedded generator + simulated 2D detector (facelift_jax/synthetic)
 
     c.preprocess = ml_collections.ConfigDict(dict(
         num_latents=512,        # GAN latents lifted to 3D pseudo-labels (seeds first_latent ...)
         first_latent=0,
         chunk_size=128,         # latents rendered + detected + lifted per restartable chunk
+        render_batch=64,        # images per generator/detector call (bounds memory)
+        min_confidence=0.0,     # also mask detections whose confidence is below this (0: view masks only, as the paper)
+        preview_latents=3,      # latents drawn in preview/ (detections vs reprojected pseudo-labels)
         num_videos=16,          # synthetic training videos (multi-frame branch)
         frames_per_video=48,
         first_video=0,
         video_dir="",           # real videos (a folder of files) instead of synthetic ones, when set
     ))
     c.lifting = ml_collections.ConfigDict(dict(
-        optimizer="gauss_newton",  # or "adam"
-        steps=10,
-        learning_rate=1.0,
-        loss="huber",           # "huber", "laplacian" or "l2"
-        huber_delta=0.01,       # normalized image units
+        optimizer="gauss_newton",  # "gauss_newton" (Optax chain: per-landmark 3×3 GN/IRLS preconditioner) or "adam"
+        steps=5,                # fixed-length lax.scan after the closed-form DLT start (adam needs ~300)
+        learning_rate=1.0,      # GN step scale (1 = full step); adam: e.g. 1e-3
+        loss="cauchy",          # "cauchy" (redescending: rejects gross outliers), "huber", "laplacian", "l2"
+        huber_delta=0.015,      # scale δ of the robust loss, normalized image units (cauchy: weight ½ at δ)
         residual_threshold=0.02,  # RMS reprojection residual above which a point is invalid
+        outlier_threshold=0.05,   # a view's error above this does not count as an inlier view
+        min_views=2,            # inlier views needed for a valid point ...
+        min_inlier_fraction=0.5,  # ... and at least this fraction of its usable views
+        damping=1e-6,           # Levenberg damping of each 3×3 block, relative to its trace
         chunk_size=4096,        # latents per jitted call
     ))
 
     c.model = ml_collections.ConfigDict(dict(
         encoder="vit",          # "vit", "resnet50", "resnet152"
         vit=ml_collections.ConfigDict(dict(width=96, depth=4, heads=4, patch=16, image_size=224, mlp_ratio=4)),
+        # ResNet alternative: norm "group" (default; model = pure function of nnx.Param) or "batch".
+        resnet=ml_collections.ConfigDict(dict(base_width=64, norm="group", groups=32)),
         decoder=ml_collections.ConfigDict(dict(width=96, depth=3, heads=4, mlp_ratio=4)),
-        dtype="float32",
+        heads=ml_collections.ConfigDict(dict(
+            offset_scale=0.1,       # world units per unit of the landmark head's offset output
+            translation_scale=(0.1, 0.1, 0.1),  # world units per unit of the Δt head outputs (x, y, z)
+            sigma0=0.02,            # initial Cholesky diagonal (normalized image units, ≈ 4.5 px at 224)
+            sigma_min=1e-4,         # floor of the Cholesky diagonal (keeps log L finite)
+            init_scale=1e-2,        # std factor of the heads' output layers: start ≈ template, frontal
+        )),
+        pretrained="",          # FaRL/CLIP checkpoint (.pth) loaded into the ViT by bridges/farl.py (torch)
+        dtype="float32",        # compute dtype ("bfloat16" on accelerators); parameters stay float32
     ))
+    # The predicted camera lives on the same sphere as the sampled ones (t̄(R̂) of §3).
+    c.model.radius = c.camera.get_ref("radius")
+    c.model.look_at = c.camera.get_ref("look_at")
+    c.model.focal = camera.FOCAL
+    # Multi-view loss eq. (3) = w_landmarks3d·MSE(L3D) + w_translation·MSE(t) + w_lll_multiview·LLL(L2.5D)
+    # + w_geodesic·Geo(R); multi-frame loss eq. (4) = w_multiframe·masked LLL (facelift_jax/losses.py).
     c.loss = ml_collections.ConfigDict(dict(
         w_landmarks3d=1.0, w_translation=1.0, w_lll_multiview=1.0, w_geodesic=1.0, w_multiframe=1.0,
         normal_threshold=0.0,   # multi-frame visibility: dot(rotated normal, toward camera) > threshold
     ))
+    # CPU-sized run: the 3D and pose terms up-weighted against the 2D LLL, whose learnable
+    # uncertainty otherwise lets a short run settle on a frontal pose (measured: 66° pose error).
+    c.loss.update(w_landmarks3d=100.0, w_translation=10.0, w_geodesic=10.0)
     c.batch = ml_collections.ConfigDict(dict(multiview=4, multiframe=4))
     c.optim = ml_collections.ConfigDict(dict(
-        learning_rate=3e-4, decay_rate=0.9, decay_epochs=3, steps_per_epoch=100, clip_norm=1.0))
+        learning_rate=3e-4, decay_rate=0.9, decay_epochs=3, steps_per_epoch=100,
+        clip_norm=1.0,          # global gradient norm clip; 0 disables
+        warmup_steps=100))      # linear warm-up before the exponential decay; 0 disables
     c.train = ml_collections.ConfigDict(dict(
-        num_steps=1500, log_every=25, eval_every=500, checkpoint_every=250, keep_checkpoints=3))
+        num_steps=1500, log_every=25, eval_every=500, checkpoint_every=250, keep_checkpoints=3,
+        async_checkpoint=True,
+        plot_examples=8,        # test predictions drawn in the final PNG grid
+        export=True))           # write workdir/export (export.py) at the end
+    c.data = ml_collections.ConfigDict(dict(
+        num_threads=1,          # grain threads preparing samples (rendering, video decoding)
+        prefetch=4,             # batches prepared ahead of the training step
+        confidence_threshold=0.5,  # multi-frame: detector confidence above which a 2D label supervises
+        ))
     c.eval = ml_collections.ConfigDict(dict(
         num_latents=128, first_latent=1_000_000,  # held-out latents, never used in training
-        num_videos=4, first_video=1_000_000, frames_per_video=16))
+        num_videos=4, first_video=1_000_000, frames_per_video=16,
+        batch_size=16,          # images per jitted prediction call
+        # python -m facelift_jax.evaluate (facelift_jax/evaluate.py, datasets/):
+        data="synthetic",       # "synthetic[:N]", "dad3dheads:PATH", "multiface:PATH"
+        limit=0,                # evaluate the first N images only (0 = all)
+        crop_scale=1.2,         # real data: model input side / longer side of the dataset's face box
+        pose_thresholds=(30.0, 60.0),  # synthetic pose classes by |yaw|: front < 30° ≤ sided < 60° ≤ atypical
+        atypical_pitch=40.0, atypical_roll=45.0,  # |pitch| or |roll| at least this → atypical too
+        expression_threshold=0.3,  # synthetic "expression" class: max |expression coefficient| ≥ this
+        num_examples=4,         # best and worst images drawn in the evaluation PNG
+        dad3dheads=ml_collections.ConfigDict(dict(
+            landmark_embedding="")),  # .npz (faces, lmk_face_idx, lmk_b_coords) for 68-point NME
+        multiface=ml_collections.ConfigDict(dict(
+            sequences=(), cameras=(), frame_step=1,  # subset; empty = all
+            face_vertices="", landmark_vertices="")),  # vertex-index files (face box; NME definition)
+    ))
     return c

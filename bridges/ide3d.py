@@ -1,0 +1,544 @@
+"""IDE-3D, the paper's 3D-aware face GAN, as a generator source: render (seed, camera) into JAX.
+
+The IDE-3D checkpoint (``ide3d-ffhq-64-512.pkl``) pickles its network *code references*: unpickling
+imports IDE-3D's own modules (``training.*``, ``torch_utils.*``, ``dnnlib``), so the user's IDE-3D
+checkout must be importable. ``IDE3DGenerator`` puts it on ``sys.path`` and loads the pickle with
+the checkout's ``legacy.load_network_pkl``, as IDE-3D's own scripts do.
+
+Per seed and camera (FaceLift §4): z = ``np.random.RandomState(seed).randn(1, G.z_dim)`` (the
+StyleGAN/EG3D scripts' convention), ``ws = G.mapping(z, c_frontal, truncation_psi)`` with IDE-3D's
+frontal conditioning label, then ``G.synthesis(ws, c, noise_mode='const', return_seg=True)`` with
+``c = camera.ide3d_label(cameras)`` (OpenGL-style cam2world + normalized K). Images come back in
+[-1, 1] at 512²; they are resized to ``image_size`` and quantized to uint8, and the 19-class
+semantic map (``IDE3D_SEMANTIC_CLASSES``) is returned beside them.
+
+The large-pose background fix (§4): "set the density of background points in the near half of the
+viewing frustum to 1, prior to rendering", see ``background_density_fix`` and ``BackgroundFixHook``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import numbers
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from bridges import dlpack
+from facelift_jax import camera as camera_lib
+from facelift_jax.synthetic.classes import SEMANTIC_INDEX
+
+# IDE-3D's dnnlib/seg_tools.py class order (CelebAMask-HQ labels).
+IDE3D_SEMANTIC_CLASSES = (
+    "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
+    "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
+)
+BACKGROUND_CLASS = 0
+
+# IDE-3D's conditioning label for the mapping network (gen_images.py, viz/renderer.py): identity
+# OpenGL cam2world with the camera at z = +2.7, then the normalized FFHQ intrinsics.
+FRONTAL_CONDITIONING = np.array(
+    [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2.7, 0, 0, 0, 1, 4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1], np.float32)
+
+REQUIRED_CHECKOUT_ITEMS = ("legacy.py", "dnnlib", "torch_utils")
+# FFHQ near/far ray distances of EG3D and IDE-3D (ray_start, ray_end).
+FFHQ_RAY_RANGE = (2.25, 3.3)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class IDE3DRenderOutput:
+    """What ``IDE3DGenerator.render`` returns; field names follow the synthetic generator's output.
+
+    image: (B, H, W, 3) uint8 RGB. semantic: (B, H, W) uint8 indices into IDE3D_SEMANTIC_CLASSES.
+    cameras: the Camera (B,) rendered. IDE-3D knows no depth buffer or landmarks, so depth,
+    landmarks3d, landmarks2d and visible are None.
+    """
+
+    image: jax.Array
+    semantic: jax.Array
+    cameras: camera_lib.Camera
+    depth: jax.Array | None = None
+    landmarks3d: jax.Array | None = None
+    landmarks2d: jax.Array | None = None
+    visible: jax.Array | None = None
+
+    def __getitem__(self, index) -> "IDE3DRenderOutput":
+        return jax.tree_util.tree_map(lambda x: x[index], self)
+
+
+# IDE-3D's 19 classes → the synthetic source's 7 (facelift_jax.synthetic.SEMANTIC_CLASSES), so code
+# written for synthetic renders can read IDE-3D's maps. Ears and neck count as skin, the inner
+# mouth as lips, a hat as hair; glasses count as eyes; earrings, necklaces and clothes as background.
+_TO_SYNTHETIC = {
+    "background": "background", "skin": "skin", "nose": "nose", "eye_g": "eyes", "l_eye": "eyes",
+    "r_eye": "eyes", "l_brow": "brows", "r_brow": "brows", "l_ear": "skin", "r_ear": "skin",
+    "mouth": "lips", "u_lip": "lips", "l_lip": "lips", "hair": "hair", "hat": "hair",
+    "ear_r": "background", "neck_l": "background", "neck": "skin", "cloth": "background",
+}
+IDE3D_TO_SYNTHETIC = np.array([SEMANTIC_INDEX[_TO_SYNTHETIC[name]] for name in IDE3D_SEMANTIC_CLASSES], np.uint8)
+
+
+def to_synthetic_classes(semantic):
+    """(…) IDE-3D class indices (uint8) → the synthetic source's class indices, same shape."""
+    return jnp.asarray(IDE3D_TO_SYNTHETIC)[jnp.asarray(semantic).astype(jnp.int32)]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def add_checkout_to_path(ide3d_repo: str | Path) -> Path:
+    """Check that ``ide3d_repo`` is an IDE-3D checkout and put it first on ``sys.path``."""
+    if not str(ide3d_repo):
+        raise ValueError("ide3d_repo is empty: give the path of a clone of IDE-3D (MrTornado24/IDE-3D)")
+    repo = Path(ide3d_repo).expanduser().resolve()
+    if not repo.is_dir():
+        raise FileNotFoundError(f"ide3d_repo {repo} is not a directory: give the path of a clone of IDE-3D")
+    missing = [item for item in REQUIRED_CHECKOUT_ITEMS if not (repo / item).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"ide3d_repo {repo} is not an IDE-3D checkout: it lacks {', '.join(missing)}. The IDE-3D "
+            "pickle stores references to IDE-3D's code (legacy.py, dnnlib/, torch_utils/, training/), "
+            "so loading it needs that checkout on sys.path")
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    return repo
+
+
+def _import_legacy(repo: Path):
+    legacy = importlib.import_module("legacy")
+    origin = Path(getattr(legacy, "__file__", "") or "").resolve()
+    if origin != repo / "legacy.py":
+        raise ImportError(
+            f"a module named 'legacy' is already imported from {origin}, not from the IDE-3D checkout "
+            f"{repo}; load IDE-3D in a fresh process")
+    return legacy
+
+
+def load_generator(checkpoint: str | Path, ide3d_repo: str | Path) -> torch.nn.Module:
+    """The ``G_ema`` network of an IDE-3D pickle, loaded through the checkout's ``legacy.py``."""
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"IDE-3D checkpoint {path} does not exist (expected ide3d-ffhq-64-512.pkl)")
+    repo = add_checkout_to_path(ide3d_repo)
+    legacy = _import_legacy(repo)
+    with open(path, "rb") as f:
+        try:
+            data = legacy.load_network_pkl(f)
+        except ModuleNotFoundError as e:
+            raise ModuleNotFoundError(
+                f"unpickling {path} needs module {e.name!r}, which the IDE-3D checkout {repo} does not "
+                "provide; is it a complete IDE-3D clone?") from e
+    if not isinstance(data, dict) or "G_ema" not in data:
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise KeyError(f"{path} holds no 'G_ema' network (found {keys})")
+    G = data["G_ema"]
+    for attr in ("mapping", "synthesis", "z_dim"):
+        if not hasattr(G, attr):
+            raise TypeError(f"G_ema in {path} has no {attr!r}; it is not an IDE-3D/EG3D generator")
+    return G
+
+
+def latent_z(seeds: Sequence[int], z_dim: int) -> np.ndarray:
+    """(B, z_dim) float32 latents, z_b = RandomState(seed_b).randn(1, z_dim) as in StyleGAN/EG3D scripts."""
+    seeds = np.asarray(seeds).reshape(-1)
+    if not np.issubdtype(seeds.dtype, np.integer):
+        raise TypeError(f"latents must be integer seeds, got dtype {seeds.dtype}")
+    if seeds.size and (seeds.min() < 0 or seeds.max() >= 2**32):
+        raise ValueError(f"latent seeds must lie in [0, 2**32) for np.random.RandomState, got {seeds.min()}..{seeds.max()}")
+    return np.concatenate([np.random.RandomState(int(s)).randn(1, z_dim) for s in seeds]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- image post-processing
+
+
+def images_to_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) float in [-1, 1] → (B, size, size, 3) uint8, -1 ↦ 0 and +1 ↦ 255.
+
+    Downscaling is antialiased bilinear (IDE-3D renders 512², the model eats 224²).
+    """
+    x = images.float()
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def semantic_to_labels(seg: torch.Tensor, size: int) -> torch.Tensor:
+    """IDE-3D's semantic output → (B, size, size) uint8 class indices.
+
+    seg: (B, C, H, W) per-class logits (resized bilinearly, then argmax over C, which keeps class
+    boundaries smooth), or (B, H, W) / (B, 1, H, W) indices (resized by nearest neighbour).
+    """
+    if seg.ndim == 4 and seg.shape[1] > 1:
+        logits = seg.float()
+        if logits.shape[-2:] != (size, size):
+            logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return logits.argmax(1).to(torch.uint8)
+    labels = seg.reshape(seg.shape[0], 1, *seg.shape[-2:]).float()
+    if labels.shape[-2:] != (size, size):
+        labels = F.interpolate(labels, size=(size, size), mode="nearest")
+    return labels[:, 0].round().to(torch.uint8)
+
+
+def _split_synthesis_output(out: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(out, dict):
+        image = out.get("image")
+        seg = next((out[k] for k in ("seg", "semantic", "image_seg") if k in out), None)
+    elif isinstance(out, (tuple, list)) and len(out) >= 2:
+        image, seg = out[0], out[1]
+    else:
+        image, seg = None, None
+    if image is None or seg is None:
+        raise TypeError(f"G.synthesis(..., return_seg=True) returned {type(out).__name__}; "
+                        "expected (image, seg) as IDE-3D does")
+    return image, seg
+
+
+# --------------------------------------------------------------------------- §4 background fix
+
+
+def background_density_fix(sigma: torch.Tensor, semantic: torch.Tensor, coordinates: torch.Tensor,
+                           origins: torch.Tensor, near: float, far: float, density: float = 1.0,
+                           background_class: int = BACKGROUND_CLASS) -> torch.Tensor:
+    """FaceLift §4: background samples in the near half of the frustum get density ``density``.
+
+    sigma: (B, M, 1) densities as the field emits them. semantic: (B, M, C) per-class semantic
+    logits of the same samples. coordinates: (B, M, 3) world positions of the samples. origins:
+    (B, 3) camera centres (world). near, far: the renderer's ray_start / ray_end.
+    A sample is "in the near half" when its distance from the camera centre is below
+    (near + far) / 2 (rays are unit-length, so distance = ray parameter t) and is "background" when
+    its semantic argmax is ``background_class``. Returns sigma with those entries replaced.
+    """
+    distance = torch.linalg.vector_norm(coordinates - origins[:, None, :], dim=-1)
+    replace = (distance < 0.5 * (near + far)) & (semantic.argmax(-1) == background_class)
+    return torch.where(replace[..., None], torch.as_tensor(density, dtype=sigma.dtype, device=sigma.device), sigma)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldLayout:
+    """Where a renderer evaluates its density/semantic field on sample points, and the answer's layout.
+
+    method: the renderer method called on the sample points; points_arg: index of the (B, M, 3)
+    world points among its positional arguments; sigma / semantic: output → (B, M, 1) raw density /
+    (B, M, C) semantic logits; with_sigma: (output, new sigma) → output to hand back.
+    """
+
+    name: str
+    method: str
+    points_arg: int
+    sigma: Callable[[Any], torch.Tensor]
+    semantic: Callable[[Any], torch.Tensor]
+    with_sigma: Callable[[Any, torch.Tensor], Any]
+
+
+def ide3d_layout(semantic_channels: slice = slice(32, 51)) -> FieldLayout:
+    """IDE-3D: ``G.synthesis.renderer.sample_voxel(img_v, seg_v, points) → (B, M, 52)``.
+
+    IDE-3D's own shape-extraction script queries the field this way and reads the raw density as the
+    last channel. The other 51 channels are read as 32 texture features then the 19 semantic logits
+    (52 = 32 + 19 + 1); that split is inferred from the width, so it is a parameter.
+    """
+    return FieldLayout(
+        "ide3d", "sample_voxel", 2, sigma=lambda out: out[..., -1:],
+        semantic=lambda out: out[..., semantic_channels],
+        with_sigma=lambda out, sigma: torch.cat([out[..., :-1], sigma.to(out.dtype)], -1))
+
+
+def eg3d_layout(semantic_key: str = "semantic", num_classes: int = 19) -> FieldLayout:
+    """EG3D-style tri-plane renderer: ``renderer.run_model(planes, decoder, points, dirs, options) →
+    {'sigma': (B, M, 1) raw, semantic_key: (B, M, ≥C) logits, ...}`` (ImportanceRenderer)."""
+    return FieldLayout(
+        "eg3d", "run_model", 2, sigma=lambda out: out["sigma"],
+        semantic=lambda out: out[semantic_key][..., :num_classes],
+        with_sigma=lambda out, sigma: {**out, "sigma": sigma})
+
+
+class BackgroundFixHook:
+    """Context manager applying ``background_density_fix`` inside a generator's volume renderer.
+
+    Where it hooks: the renderer evaluates its field (density + semantics) at the ray samples
+    through one method — IDE-3D: ``G.synthesis.renderer.sample_voxel(img_v, seg_v, points)``;
+    EG3D-style: ``G.renderer.run_model(planes, decoder, points, dirs, options)`` — for the coarse
+    samples and again for the importance samples. The hook replaces that method on the renderer
+    *instance* by a wrapper that rewrites the returned density (the class is untouched; ``__exit__``
+    restores the method), so both passes see the fixed density and importance sampling follows it.
+    ``calls`` counts the wrapped evaluations: a render during which it stays 0 means this renderer
+    does not evaluate its field through that method, and ``IDE3DGenerator`` raises instead of
+    silently rendering without the fix.
+
+    Value: the paper's "density 1" is written into the raw density channel, before the renderer's
+    activation: pi-GAN-style integration (IDE-3D) takes relu/softplus(σ) there, EG3D's ray marcher
+    softplus(σ − 1); either way it is thin next to the opaque background it replaces. ``density``
+    sets another value.
+    """
+
+    def __init__(self, renderer: torch.nn.Module, layout: FieldLayout, origins: torch.Tensor,
+                 near: float, far: float, density: float = 1.0, background_class: int = BACKGROUND_CLASS):
+        if not callable(getattr(renderer, layout.method, None)):
+            raise TypeError(f"{type(renderer).__name__} has no {layout.method} method to hook ({layout.name} layout)")
+        self.renderer, self.layout, self.origins = renderer, layout, origins
+        self.near, self.far, self.density = float(near), float(far), float(density)
+        self.background_class = background_class
+        self.calls = 0
+        self._had_instance_attr = False
+        self._saved = None
+
+    def _wrap(self, method: Callable) -> Callable:
+        layout = self.layout
+
+        def field_with_background_fix(*args, **kwargs):
+            out = method(*args, **kwargs)
+            points = args[layout.points_arg]
+            sigma = background_density_fix(layout.sigma(out), layout.semantic(out), points,
+                                           self.origins.to(points), self.near, self.far, self.density,
+                                           self.background_class)
+            self.calls += 1
+            return layout.with_sigma(out, sigma)
+
+        return field_with_background_fix
+
+    def __enter__(self) -> "BackgroundFixHook":
+        name = self.layout.method
+        self._had_instance_attr = name in vars(self.renderer)
+        self._saved = getattr(self.renderer, name)
+        # An instance attribute shadows the class method for this renderer only.
+        object.__setattr__(self.renderer, name, self._wrap(self._saved))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._had_instance_attr:
+            object.__setattr__(self.renderer, self.layout.method, self._saved)
+        else:
+            object.__delattr__(self.renderer, self.layout.method)
+
+
+def find_renderer(G: torch.nn.Module, layout: FieldLayout | str = "auto") -> tuple[torch.nn.Module, FieldLayout]:
+    """The volume renderer inside G and its field layout.
+
+    Looks at ``G.synthesis.renderer`` (IDE-3D), ``G.renderer`` (EG3D), then every submodule; with
+    layout "auto" a renderer with ``sample_voxel`` is IDE-3D's and one with ``run_model`` EG3D's.
+    """
+    layouts = {"ide3d": ide3d_layout(), "eg3d": eg3d_layout()}
+    if isinstance(layout, str):
+        if layout not in ("auto", *layouts):
+            raise ValueError(f"field layout must be 'auto', 'ide3d', 'eg3d' or a FieldLayout, got {layout!r}")
+        wanted = list(layouts.values()) if layout == "auto" else [layouts[layout]]
+    else:
+        wanted = [layout]
+    candidates = [getattr(getattr(G, "synthesis", None), "renderer", None), getattr(G, "renderer", None)]
+    candidates += [m for _, m in G.named_modules()]
+    for module in candidates:
+        for lay in wanted:
+            if module is not None and callable(getattr(module, lay.method, None)):
+                return module, lay
+    methods = " or ".join(lay.method for lay in wanted)
+    raise TypeError(f"fix_background needs a volume renderer with {methods} inside the generator; none was "
+                    "found. Pass fix_background=False, or a FieldLayout naming the renderer's field method")
+
+
+# --------------------------------------------------------------------------- the generator
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class IDE3DGenerator:
+    """Renders IDE-3D faces for (seed, camera) pairs; a drop-in for the synthetic generator's render.
+
+    checkpoint: path of ``ide3d-ffhq-64-512.pkl``. ide3d_repo: the user's IDE-3D checkout.
+    truncation_psi: StyleGAN truncation. device: torch device (default: CUDA when available).
+    fix_background: apply the §4 background-density fix while rendering (``BackgroundFixHook``);
+    background_density: the raw density it writes; frustum: (near, far) ray range for it, default
+    ``rendering_kwargs`` ray_start / ray_end of G (or G.synthesis) when present, else FFHQ's
+    (2.25, 3.3); field_layout: "auto", "ide3d", "eg3d" or a ``FieldLayout`` (where the renderer
+    evaluates density and semantics). batch_size: renders per synthesis call.
+    """
+
+    def __init__(self, checkpoint: str | Path, ide3d_repo: str | Path, truncation_psi: float = 0.7,
+                 device: str | torch.device | None = None, fix_background: bool = True,
+                 background_density: float = 1.0, frustum: tuple[float, float] | None = None,
+                 field_layout: FieldLayout | str = "auto", batch_size: int = 8):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.G = load_generator(checkpoint, ide3d_repo).eval().requires_grad_(False).to(self.device)
+        self.truncation_psi = float(truncation_psi)
+        self.fix_background = bool(fix_background)
+        self.background_density = float(background_density)
+        self.field_layout = field_layout
+        self.batch_size = int(batch_size)
+        self.z_dim = int(self.G.z_dim)
+        self.renderer, self.layout, self.frustum, self._frustum_arg = None, None, None, frustum
+        if self.fix_background:
+            self._prepare_fix()  # fail at construction, not at the first render
+
+    def _prepare_fix(self) -> None:
+        if self.renderer is None:
+            self.renderer, self.layout = find_renderer(self.G, self.field_layout)
+            self.frustum = self._frustum(self._frustum_arg)
+
+    @classmethod
+    def from_config(cls, config, device=None) -> "IDE3DGenerator":
+        """From the ``config.ide3d`` section: checkpoint, repo, truncation_psi, fix_background (and,
+        when present, background_density, field_layout, batch_size)."""
+        if not config.get("checkpoint") or not config.get("repo"):
+            raise ValueError("config.ide3d needs checkpoint (ide3d-ffhq-64-512.pkl) and repo (the IDE-3D "
+                             f"checkout); got checkpoint={config.get('checkpoint')!r}, repo={config.get('repo')!r}")
+        return cls(config.checkpoint, config.repo, truncation_psi=config.get("truncation_psi", 0.7),
+                   device=device, fix_background=config.get("fix_background", True),
+                   background_density=config.get("background_density", 1.0),
+                   field_layout=config.get("field_layout", "auto"), batch_size=config.get("batch_size", 8))
+
+    def _frustum(self, frustum) -> tuple[float, float]:
+        if frustum is None:
+            frustum = FFHQ_RAY_RANGE
+            for owner in (self.G, getattr(self.G, "synthesis", None)):
+                kwargs = getattr(owner, "rendering_kwargs", None)
+                if isinstance(kwargs, dict) and "ray_start" in kwargs:
+                    frustum = (kwargs.get("ray_start"), kwargs.get("ray_end"))
+                    break
+        near, far = frustum
+        if not all(isinstance(v, numbers.Real) for v in (near, far)) or not 0 <= near < far:
+            raise ValueError(f"fix_background needs a numeric ray range near < far; got {frustum} "
+                             "(pass frustum=(ray_start, ray_end))")
+        return float(near), float(far)
+
+    @torch.no_grad()
+    def _render_chunk(self, seeds: np.ndarray, labels: np.ndarray, centers: np.ndarray, size: int):
+        G, n = self.G, len(seeds)
+        z = torch.from_numpy(latent_z(seeds, self.z_dim)).to(self.device)
+        c_cond = torch.from_numpy(np.tile(FRONTAL_CONDITIONING, (n, 1))).to(self.device)
+        ws = G.mapping(z=z, c=c_cond, truncation_psi=self.truncation_psi)
+        c = torch.from_numpy(labels).to(self.device)
+        if self.fix_background:
+            self._prepare_fix()
+            origins = torch.from_numpy(centers).to(self.device)
+            with BackgroundFixHook(self.renderer, self.layout, origins, *self.frustum,
+                                   density=self.background_density) as hook:
+                out = G.synthesis(ws, c=c, noise_mode="const", return_seg=True)
+            if hook.calls == 0:
+                raise RuntimeError(
+                    f"fix_background: G.synthesis never called {type(self.renderer).__name__}."
+                    f"{self.layout.method}, so the fix could not act; give the renderer's field method as a "
+                    "FieldLayout (field_layout=...) or pass fix_background=False")
+        else:
+            out = G.synthesis(ws, c=c, noise_mode="const", return_seg=True)
+        image, seg = _split_synthesis_output(out)
+        return images_to_uint8(image, size), semantic_to_labels(seg, size)
+
+    def render(self, latents, cameras: camera_lib.Camera, image_size: int = 224) -> IDE3DRenderOutput:
+        """Render seeds ``latents`` (B,) with ``cameras`` (batch (B,)) at ``image_size``² pixels."""
+        seeds = np.asarray(latents).reshape(-1)
+        labels = np.array(camera_lib.ide3d_label(cameras), np.float32).reshape(-1, 25)
+        centers = np.array(cameras.center, np.float32).reshape(-1, 3)
+        if labels.shape[0] != seeds.shape[0]:
+            raise ValueError(f"latents has {seeds.shape[0]} seeds but cameras has batch shape "
+                             f"{cameras.batch_shape}; give one camera per latent")
+        if image_size < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        images, semantics = [], []
+        starts = range(0, len(seeds), self.batch_size)
+        for s in tqdm(starts, desc="IDE-3D render", unit="batch", disable=len(starts) <= 1, leave=False):
+            sl = slice(s, s + self.batch_size)
+            image, semantic = self._render_chunk(seeds[sl], labels[sl], centers[sl], int(image_size))
+            images.append(image)
+            semantics.append(semantic)
+        if not images:
+            raise ValueError("latents is empty")
+        return IDE3DRenderOutput(image=dlpack.to_jax(torch.cat(images), name="image"),
+                                 semantic=dlpack.to_jax(torch.cat(semantics), name="semantic"),
+                                 cameras=cameras)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parse_floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def write_preview(generator: IDE3DGenerator, seeds: Sequence[int], azimuths: Sequence[float], path: str | Path,
+                  elevation: float = 0.0, image_size: int = 224, compare_fix: bool = True) -> Path:
+    """PNG grid: one row per seed (and per fix setting when ``compare_fix``), one column per azimuth.
+
+    Each cell shows the render with its semantic map's background (class 0) tinted, so the effect
+    of the §4 background fix at large poses is visible side by side.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = [int(s) for s in seeds]
+    azimuths = [float(a) for a in azimuths]
+    settings = [True, False] if compare_fix else [generator.fix_background]
+    grid_seeds = np.repeat(np.array(seeds), len(azimuths))
+    cams = camera_lib.camera_from_angles(np.tile(np.array(azimuths, np.float32), len(seeds)),
+                                         np.full(len(grid_seeds), elevation, np.float32))
+    rows = []
+    saved = generator.fix_background
+    try:
+        for fix in settings:
+            generator.fix_background = fix
+            out = generator.render(grid_seeds, cams, image_size=image_size)
+            image, background = np.asarray(out.image), np.asarray(out.semantic) == BACKGROUND_CLASS
+            tinted = np.where(background[..., None], (0.6 * image + 0.4 * np.array([0, 90, 255])).astype(np.uint8), image)
+            rows += [(f"seed {s}, fix {'on' if fix else 'off'}", tinted[i * len(azimuths):(i + 1) * len(azimuths)])
+                     for i, s in enumerate(seeds)]
+    finally:
+        generator.fix_background = saved
+    fig, axes = plt.subplots(len(rows), len(azimuths), figsize=(2.2 * len(azimuths), 2.3 * len(rows)), squeeze=False)
+    for r, (label, cells) in enumerate(rows):
+        for c, cell in enumerate(cells):
+            ax = axes[r, c]
+            ax.imshow(cell)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"azimuth {azimuths[c]:g}°", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle("IDE-3D renders (background class tinted blue)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """``python -m bridges.ide3d --checkpoint PKL --repo IDE-3D --out DIR``: a preview grid PNG."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Render IDE-3D faces at several yaws, with and without the "
+                                                 "FaceLift §4 background fix, into a PNG grid.")
+    parser.add_argument("--checkpoint", required=True, help="ide3d-ffhq-64-512.pkl")
+    parser.add_argument("--repo", required=True, help="the IDE-3D checkout (legacy.py, dnnlib/, torch_utils/)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated latent seeds")
+    parser.add_argument("--azimuths", default="-90,-45,0,45,90", help="comma-separated yaws in degrees")
+    parser.add_argument("--elevation", type=float, default=0.0)
+    parser.add_argument("--truncation-psi", type=float, default=0.7)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    generator = IDE3DGenerator(args.checkpoint, args.repo, truncation_psi=args.truncation_psi, device=args.device)
+    path = write_preview(generator, [int(s) for s in _parse_floats(args.seeds)], _parse_floats(args.azimuths),
+                         Path(args.out) / "ide3d_views.png", elevation=args.elevation, image_size=args.image_size)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

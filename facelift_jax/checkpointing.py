@@ -1,0 +1,232 @@
+"""Orbax checkpoints: training state (resumable) and params-only exports.
+
+This is the only module of the package that imports orbax; everything else hands it pytrees of
+arrays and JSON-able dicts.
+
+Training checkpoints (``Checkpointer``) live in ``<workdir>/checkpoints/<step>/`` and hold four
+composite items:
+
+* ``params``    — the model's trained parameters (``nnx.state(model, nnx.Param)`` as a pure dict);
+* ``opt_state`` — the optax state pytree;
+* ``data``      — the data iterator state (JSON; grain's ``DatasetIterator.get_state()``);
+* ``meta``      — JSON: step, config, anything small.
+
+Saves are asynchronous (the step loop goes on while arrays are written) and atomic: orbax writes
+into a temporary directory and renames it to ``<step>`` only when every item is complete, so a
+process killed mid-save leaves no directory that ``latest_step``/``restore_latest`` would pick
+up. ``keep`` bounds the number of checkpoints on disk (oldest deleted first).
+
+Exports (``save_export``/``load_export``) are what inference needs: the parameters only, as host
+numpy arrays (so they restore on any device topology), plus a JSON metadata file (model config,
+template, landmark definition, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+ITEMS = ("params", "opt_state", "data", "meta")
+EXPORT_PARAMS = "params"
+EXPORT_METADATA = "metadata.json"
+
+
+@dataclasses.dataclass
+class Restored:
+    """A restored training checkpoint."""
+
+    step: int
+    params: Any
+    opt_state: Any
+    data_state: dict | None
+    meta: dict
+
+
+def _abstract(tree):
+    """ShapeDtypeStruct tree (keeping shardings) from a tree of arrays or of ShapeDtypeStructs."""
+
+    def one(x):
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return x
+        sharding = getattr(x, "sharding", None)
+        return jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype if sharding is None else x.dtype,
+                                    sharding=sharding)
+
+    return jax.tree.map(one, tree)
+
+
+class Checkpointer:
+    """Periodic, asynchronous, atomic, keep-N training checkpoints in ``directory``.
+
+    Args:
+      directory: where the ``<step>/`` folders go (created if missing).
+      keep: how many most recent checkpoints stay on disk.
+      every: ``should_save(step)`` is true every ``every`` steps.
+      async_save: write in a background thread (``wait()`` / ``close()`` block until done).
+    """
+
+    def __init__(self, directory, keep: int = 3, every: int = 1, async_save: bool = True):
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.directory = pathlib.Path(directory).absolute()
+        self.every = int(every)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=int(keep),
+            create=True,
+            enable_async_checkpointing=async_save,
+            # Leftovers of a killed save are removed when the next manager opens the directory.
+            cleanup_tmp_directories=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+
+    def should_save(self, step: int) -> bool:
+        return step > 0 and step % self.every == 0
+
+    def save(self, step: int, params, opt_state, data_state: dict | None, meta: dict, *, wait: bool = False) -> None:
+        """Start saving ``step`` (returns before the write finishes unless ``wait``)."""
+        args = ocp.args.Composite(
+            params=ocp.args.StandardSave(params),
+            opt_state=ocp.args.StandardSave(opt_state),
+            data=ocp.args.JsonSave(data_state if data_state is not None else {}),
+            meta=ocp.args.JsonSave(dict(meta, step=int(step))),
+        )
+        self._manager.save(int(step), args=args, force=True)
+        if wait:
+            self.wait()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def restore(self, step: int, abstract_params, abstract_opt) -> Restored:
+        """Restore ``step``; ``abstract_*`` are trees of arrays or ShapeDtypeStructs (with shardings)
+        giving the structure, dtypes and placement of the result."""
+        if step not in self._manager.all_steps():
+            raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}")
+        out = self._manager.restore(int(step), args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(_abstract(abstract_params)),
+            opt_state=ocp.args.StandardRestore(_abstract(abstract_opt)),
+            data=ocp.args.JsonRestore(),
+            meta=ocp.args.JsonRestore(),
+        ))
+        data = out["data"] or None
+        return Restored(step=int(step), params=out["params"], opt_state=out["opt_state"], data_state=data,
+                        meta=dict(out["meta"]))
+
+    def restore_latest(self, abstract_params, abstract_opt) -> Restored | None:
+        """The newest complete checkpoint, or None if there is none."""
+        step = self.latest_step()
+        return None if step is None else self.restore(step, abstract_params, abstract_opt)
+
+    def wait(self) -> None:
+        """Block until any save in flight is committed."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _read_only_options():
+    return ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+
+
+def latest_step(checkpoint_dir) -> int | None:
+    """Newest complete step in ``checkpoint_dir`` (None when empty or missing), without writing."""
+    checkpoint_dir = pathlib.Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        return None
+    with ocp.CheckpointManager(checkpoint_dir.absolute(), options=_read_only_options(),
+                               item_names=ITEMS) as manager:
+        return manager.latest_step()
+
+
+def restore_params(checkpoint_dir, abstract_params, step: int | None = None):
+    """Only the ``params`` item of a training checkpoint (the newest one unless ``step``)."""
+    checkpoint_dir = pathlib.Path(checkpoint_dir).absolute()
+    if not checkpoint_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {checkpoint_dir} does not exist")
+    with ocp.CheckpointManager(checkpoint_dir, options=_read_only_options(),
+                               item_names=ITEMS) as manager:
+        step = manager.latest_step() if step is None else step
+        if step is None or step not in manager.all_steps():
+            raise FileNotFoundError(
+                f"no complete checkpoint{'' if step is None else f' for step {step}'} in {checkpoint_dir}")
+        out = manager.restore(int(step), args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(_abstract(abstract_params))))
+        return out["params"]
+
+
+def _write_json_atomic(path: pathlib.Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _to_host(tree):
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+
+
+def _restore_int_keys(tree):
+    """Orbax stores dict keys as strings; nnx pure dicts index layers by int. Undo that."""
+    if isinstance(tree, dict):
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _restore_int_keys(v) for k, v in tree.items()}
+    return tree
+
+
+def save_export(directory, params, metadata: dict) -> pathlib.Path:
+    """Write ``directory/params`` (host numpy pytree) and ``directory/metadata.json``.
+
+    Overwrites an existing export. Returns the directory.
+    """
+    directory = pathlib.Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        json.dumps(metadata)
+    except TypeError as e:
+        raise TypeError(f"save_export: metadata must be JSON-serializable: {e}") from e
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(directory / EXPORT_PARAMS, _to_host(params), force=True)
+        ckpt.wait_until_finished()
+    # Metadata last: its presence marks a complete export.
+    _write_json_atomic(directory / EXPORT_METADATA, metadata)
+    return directory
+
+
+def load_export(directory, abstract_params=None):
+    """``(params, metadata)`` from ``save_export``'s directory.
+
+    Without ``abstract_params`` the parameters come back as numpy arrays in nested dicts (digit
+    keys turned back into ints, as in nnx pure dicts); with it, in its structure and shardings.
+    """
+    directory = pathlib.Path(directory).absolute()
+    meta_path = directory / EXPORT_METADATA
+    if not meta_path.is_file() or not (directory / EXPORT_PARAMS).is_dir():
+        raise FileNotFoundError(f"{directory} is not a complete export (needs {EXPORT_PARAMS}/ and {EXPORT_METADATA})")
+    metadata = json.loads(meta_path.read_text())
+    with ocp.StandardCheckpointer() as ckpt:
+        if abstract_params is None:
+            raw = ckpt.restore(directory / EXPORT_PARAMS)
+            params = _restore_int_keys(jax.tree.map(np.asarray, raw))
+        else:
+            params = ckpt.restore(directory / EXPORT_PARAMS, _abstract(abstract_params))
+    return params, metadata

@@ -1,0 +1,76 @@
+"""Multi-view samples (§3, §4): a lifted latent seen from a random camera of C, rendered on the fly.
+
+Geometric augmentation (crop, scale, shift) would break the 3D labels under perspective
+projection, so every sample is a fresh render: the camera is drawn from the augmented camera space
+C with the paper's acceptance rule and the landmark-box constraint (``camera.sample_cameras``,
+applied to the sample's 3D pseudo-label), and the generator renders the latent from it.
+
+A batch element (numpy):
+  image (B, S, S, 3) uint8 RGB; landmarks3d (B, 98, 3) world pseudo-label; landmarks2d (B, 98, 2)
+  its projection by the true camera (normalized image coords); rotation (B, 3, 3) world→camera;
+  translation (B, 3); mask (B, 98) bool = valid pseudo-label and not a pupil (§4: GAN pupils follow
+  the camera).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import grain
+import jax
+import numpy as np
+
+from facelift_jax import camera
+from facelift_jax import landmarks as lm
+from facelift_jax.data.labels import PseudoLabels
+
+
+# One render at a time per process: concurrent calls of the generator's jitted geometry from
+# several grain threads (two live iterators) were seen to hang on the 2-core CPU backend.
+_RENDER_LOCK = threading.Lock()
+
+
+def not_pupil_mask() -> np.ndarray:
+    keep = np.ones(lm.NUM_LANDMARKS, bool)
+    keep[lm.PUPILS] = False
+    return keep
+
+
+class RenderMultiView(grain.transforms.RandomMap):
+    """Batch of label indices (B,) → multi-view batch dict, rendered from random cameras.
+
+    The generator is built lazily (once per process, thread-safe) so the transform stays cheap
+    to construct and to copy into grain workers.
+    """
+
+    def __init__(self, labels: PseudoLabels, config):
+        self.labels = labels
+        self.config = config
+        self._generator = None
+        self._lock = threading.Lock()
+
+    @property
+    def generator(self):
+        with self._lock:
+            if self._generator is None:
+                from facelift_jax import sources
+
+                self._generator = sources.make_generator(self.config)
+            return self._generator
+
+    def random_map(self, indices, rng: np.random.Generator) -> dict:
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        points = self.labels.points3d[indices]
+        key = jax.random.key(int(rng.integers(2**62)))
+        cams = camera.sample_cameras(key, len(indices), self.config.camera, landmarks3d=points)
+        with _RENDER_LOCK:
+            rendered = self.generator.render(self.labels.latents[indices], cams,
+                                             image_size=int(self.config.image_size))
+        return {
+            "image": np.asarray(rendered.image, np.uint8),
+            "landmarks3d": points,
+            "landmarks2d": np.asarray(camera.project(points, cams), np.float32),
+            "rotation": np.asarray(cams.R, np.float32),
+            "translation": np.asarray(cams.t, np.float32),
+            "mask": self.labels.valid[indices] & not_pupil_mask(),
+        }

@@ -1,0 +1,107 @@
+"""The training input pipeline: mixed multi-view + multi-frame batches (4 + 4 in the paper).
+
+Built on grain's ``MapDataset`` so every batch is a pure function of (seed, step): the two index
+streams are shuffled (a fresh permutation every epoch) and repeated forever, each host takes its
+stride of every global batch (``slice(process_index, None, process_count)``), the multi-view
+indices are rendered from random cameras per batch, the multi-frame indices are decoded per frame.
+The iterator's state is one integer (the next step), saved with the model checkpoint, so a resumed
+run sees exactly the batches an uninterrupted run would have seen.
+
+A batch: ``{"multiview": {...}, "multiframe": {...}}`` (a branch is absent when its count is 0),
+with this host's share of the global batch (see multiview.py and multiframe.py for the fields).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import grain
+import numpy as np
+
+from facelift_jax.data import labels as labels_lib
+from facelift_jax.data.multiframe import FrameSource
+from facelift_jax.data.multiview import RenderMultiView
+
+# Distinct streams derived from the one config seed.
+_MV_SHUFFLE, _MV_RENDER, _MF_SHUFFLE = 101, 202, 303
+_ENDLESS = 2**40
+
+
+def local_batch_size(global_size: int, process_count: int, name: str) -> int:
+    if global_size % process_count:
+        raise ValueError(f"batch.{name}={global_size} is not divisible by the {process_count} processes")
+    return global_size // process_count
+
+
+def _endless(ds: grain.MapDataset, seed: int, process_index: int, process_count: int) -> grain.MapDataset:
+    """Shuffled with a fresh permutation every epoch, repeated forever; this host's stride."""
+    # "Forever" = ~2**40 samples: grain's infinite length (sys.maxsize) overflows in batch/zip.
+    epochs = max(1, _ENDLESS // len(ds))
+    return ds.shuffle(seed=seed).repeat(epochs).slice(slice(process_index, None, process_count))
+
+
+def multiview_batches(config, pseudo_labels: labels_lib.PseudoLabels, *, process_index: int = 0,
+                      process_count: int = 1) -> grain.MapDataset:
+    b = local_batch_size(int(config.batch.multiview), process_count, "multiview")
+    ds = _endless(grain.MapDataset.range(len(pseudo_labels)), int(config.seed) + _MV_SHUFFLE, process_index,
+                  process_count)
+    # Render per batch (one generator call for B latents), seeded per (seed, batch index).
+    return ds.batch(b).random_map(RenderMultiView(pseudo_labels, config), seed=int(config.seed) + _MV_RENDER
+                                  + 7919 * process_index)
+
+
+def multiframe_batches(config, videos: labels_lib.VideoLabels, *, process_index: int = 0,
+                       process_count: int = 1) -> grain.MapDataset:
+    b = local_batch_size(int(config.batch.multiframe), process_count, "multiframe")
+    source = grain.MapDataset.source(FrameSource(videos, int(config.image_size),
+                                                 float(config.data.get("confidence_threshold", 0.5))))
+    return _endless(source, int(config.seed) + _MF_SHUFFLE, process_index, process_count).batch(b)
+
+
+def _name_branches(*batches, names):
+    return dict(zip(names, batches))
+
+
+def train_dataset(config, data_dir, *, process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+    """Endless MapDataset of mixed batches: element ``k`` is training step ``k``'s batch."""
+    data_dir = pathlib.Path(data_dir)
+    branches, names = [], []
+    if int(config.batch.multiview) > 0:
+        branches.append(multiview_batches(config, labels_lib.load_pseudo_labels(data_dir),
+                                          process_index=process_index, process_count=process_count))
+        names.append("multiview")
+    if int(config.batch.multiframe) > 0:
+        branches.append(multiframe_batches(config, labels_lib.load_video_labels(data_dir),
+                                           process_index=process_index, process_count=process_count))
+        names.append("multiframe")
+    if not branches:
+        raise ValueError("batch.multiview and batch.multiframe are both 0: nothing to train on")
+    steps = min(len(b) for b in branches)  # the branches' batch counts differ with their batch sizes
+    zipped = grain.experimental.ZipMapDataset([b.slice(slice(0, steps)) for b in branches])
+    return zipped.map(lambda pair: _name_branches(*pair, names=names))
+
+
+def train_iterator(config, data_dir, *, process_index: int = 0, process_count: int = 1,
+                   state: dict | None = None) -> grain.DatasetIterator:
+    """Prefetching iterator over ``train_dataset``; ``state`` (from ``get_state()``) resumes it."""
+    ds = train_dataset(config, data_dir, process_index=process_index, process_count=process_count)
+    read = grain.ReadOptions(num_threads=int(config.data.num_threads), prefetch_buffer_size=int(config.data.prefetch))
+    iterator = iter(ds.to_iter_dataset(read))
+    if state:
+        iterator.set_state(state)
+    return iterator
+
+
+def steps_per_epoch(config, data_dir=None) -> int:
+    """``config.optim.steps_per_epoch``, or when 0 one pass over the lifted latents (frames when no
+    multi-view branch)."""
+    explicit = int(config.optim.get("steps_per_epoch", 0))
+    if explicit > 0:
+        return explicit
+    if data_dir is None:
+        raise ValueError("optim.steps_per_epoch is 0 (derive from the data) but no data directory was given")
+    if int(config.batch.multiview) > 0:
+        n = len(labels_lib.load_pseudo_labels(data_dir))
+        return max(int(np.ceil(n / int(config.batch.multiview))), 1)
+    n = len(labels_lib.load_video_labels(data_dir))
+    return max(int(np.ceil(n / int(config.batch.multiframe))), 1)

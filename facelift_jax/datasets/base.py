@@ -1,0 +1,117 @@
+"""What every evaluation set hands the evaluator: one image at a time with its ground truth.
+
+Coordinate frame: pixels of the full image, origin at the top-left corner, x right, y down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Iterator, Mapping
+
+import cv2
+import numpy as np
+
+
+class DatasetFormatError(ValueError):
+    """A file of a dataset does not have the documented format (the message names the file)."""
+
+
+@dataclasses.dataclass
+class EvalSample:
+    """One test image.
+
+    name: unique id (used in the per-image CSV).
+    image: (H, W, 3) uint8 RGB, the full image.
+    box: (4,) float (x0, y0, x1, y1) pixels, the face box whose sqrt(w·h) normalizes the errors.
+    crop_box: (4,) float (x0, y0, x1, y1) pixels of the square region fed to the model, or None to
+      feed the whole image (already framed like the training renders).
+    landmarks2d: (N, 2) pixels, the dataset's own landmark definition (for NME), or None.
+    vertices2d: (|V|, 2) pixels, projected ground-truth mesh vertices (for NMLC), or None.
+    categories: {attribute: value} such as {"pose": "front", "expression": "True"}.
+    extra: anything else a reader knows (e.g. exact 3D truth for the synthetic set).
+    """
+
+    name: str
+    image: np.ndarray
+    box: np.ndarray
+    crop_box: np.ndarray | None = None
+    landmarks2d: np.ndarray | None = None
+    vertices2d: np.ndarray | None = None
+    categories: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class EvalSet:
+    """A sized, indexable collection of ``EvalSample`` that loads lazily.
+
+    Subclasses set ``name`` (shown in tables), ``num_points`` (98 or 68: the landmark definition
+    the table uses) and implement ``__len__`` and ``__getitem__``.
+    """
+
+    name: str = "dataset"
+    num_points: int = 98
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> EvalSample:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[EvalSample]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def read_image_rgb(path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file; a clear error when it is missing or unreadable."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DatasetFormatError(f"image {path} is not a readable image file")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    elif image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    else:
+        raise DatasetFormatError(f"image {path} has {image.shape[2]} channels; expected 1, 3 or 4")
+    if image.dtype != np.uint8:
+        if image.dtype == np.uint16:
+            image = (image / 257.0).round().astype(np.uint8)
+        else:
+            raise DatasetFormatError(f"image {path} has pixel type {image.dtype}; expected 8 or 16 bit")
+    return image
+
+
+def array_field(source: str, obj: Mapping, key: str, shape: tuple, dtype=np.float64) -> np.ndarray:
+    """``obj[key]`` as an array of ``shape`` (−1 = any length), finite; errors name ``source``."""
+    if key not in obj:
+        raise DatasetFormatError(f"{source}: missing field {key!r} (has {sorted(obj)[:10]})")
+    try:
+        a = np.asarray(obj[key], dtype)
+    except (TypeError, ValueError) as e:
+        raise DatasetFormatError(f"{source}: field {key!r} is not a numeric array: {e}") from e
+    ok = a.ndim == len(shape) and all(s == -1 or s == d for s, d in zip(shape, a.shape))
+    if not ok:
+        want = "×".join("N" if s == -1 else str(s) for s in shape)
+        raise DatasetFormatError(f"{source}: field {key!r} must be {want}, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise DatasetFormatError(f"{source}: field {key!r} has non-finite values")
+    return a
+
+
+def points_box(points: np.ndarray) -> np.ndarray:
+    """(N, 2) points → (4,) tight box (x0, y0, x1, y1)."""
+    return np.concatenate([points.min(0), points.max(0)]).astype(np.float64)
+
+
+def square_box(box, scale: float = 1.0) -> np.ndarray:
+    """(4,) box → the square (x0, y0, x1, y1) about its centre with side scale·max(w, h)."""
+    box = np.asarray(box, np.float64)
+    centre = (box[:2] + box[2:]) / 2
+    half = scale * np.max(box[2:] - box[:2]) / 2
+    return np.concatenate([centre - half, centre + half])

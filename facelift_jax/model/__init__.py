@@ -1,0 +1,25 @@
+"""The FaceLift 3D landmark regressor (Fig. 4) in Flax NNX.
+
+``build_model(config.model, template, rngs=nnx.Rngs(seed))`` → ``FaceLiftRegressor``;
+``model(images) → Prediction``. See ``regressor.py`` for frames and head parametrizations.
+"""
+
+from facelift_jax.model.decoder import LandmarkPoseDecoder
+from facelift_jax.model.layers import count_parameters
+from facelift_jax.model.regressor import (
+    FaceLiftRegressor,
+    Prediction,
+    Template,
+    build_encoder,
+    build_model,
+    parameter_counts,
+    scale_tril_from_raw,
+)
+from facelift_jax.model.resnet import ResNet
+from facelift_jax.model.vit import CLIP_MEAN, CLIP_STD, VisionTransformer
+
+__all__ = [
+    "CLIP_MEAN", "CLIP_STD", "FaceLiftRegressor", "LandmarkPoseDecoder", "Prediction", "ResNet", "Template",
+    "VisionTransformer", "build_encoder", "build_model", "count_parameters", "parameter_counts",
+    "scale_tril_from_raw",
+]

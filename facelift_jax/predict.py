@@ -1,0 +1,545 @@
+"""Inference with an exported FaceLift model: API (``Predictor``) and CLI for images and videos.
+
+    python -m facelift_jax.predict INPUT... --model EXPORT_DIR --out OUT_DIR
+
+INPUT: image files (png, jpg, ...), video files (mp4, avi, mov, mkv, ...) or folders of them.
+Per image ``<stem>.json`` + ``<stem>.npz`` + ``<stem>_overlay.png``; per video ``<stem>.json``
+(summary) + ``<stem>.npz`` (per-frame arrays) + ``<stem>_overlay.mp4``. A file that fails (not
+readable, wrong channels, empty video) is reported and skipped; the exit status is the number of
+failed inputs (capped at 125).
+
+Face crop: the model was trained on renders framed like EG3D's (face centred, landmark box
+≈ 55–75 % of the side). A face box comes from the MediaPipe bridge (``bridges.mediapipe``, needs
+the optional ``[bridges]`` extra) when it is importable; the model input is the square of side
+``crop_scale`` × the box's longer side about its centre. Without a detector, or when it finds no
+face, the whole image (padded to a square) is used and a warning says so.
+
+Frames: ``landmarks2d`` and ``covariances`` are in pixels of the INPUT image (origin at its
+top-left corner, x right, y down); ``landmarks3d`` is world (GAN canonical) space; ``rotation``,
+``translation`` are the world→camera pose of the virtual camera that sees the model input crop
+(fixed normalized intrinsics K of facelift_jax.camera); ``euler_degrees`` = (yaw, pitch, roll) of
+that rotation (rotation.euler_degrees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import pathlib
+import sys
+import warnings
+from collections.abc import Sequence
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from facelift_jax import camera as camera_lib
+from facelift_jax import landmarks as lm
+from facelift_jax import rotation as rotation_lib
+from facelift_jax.datasets.base import square_box
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+DEFAULT_CROP_SCALE = 1.0 / 0.65  # crop side / face-landmark box side (renders: box ≈ 65 % of the side)
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PredictionResult:
+    """Host (numpy) predictions for B images; pixel frame of each input image (see module doc).
+
+    landmarks3d (B, 98, 3) world; landmarks2d (B, 98, 2) pixels; covariances (B, 98, 2, 2)
+    pixels²; rotation (B, 3, 3); translation (B, 3); euler_degrees (B, 3) yaw, pitch, roll;
+    crop_boxes (B, 4) (x0, y0, x1, y1) pixels of the model input in the image.
+    """
+
+    landmarks3d: np.ndarray
+    landmarks2d: np.ndarray
+    covariances: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    euler_degrees: np.ndarray
+    crop_boxes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.landmarks2d)
+
+    def __getitem__(self, index) -> "PredictionResult":
+        return PredictionResult(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @staticmethod
+    def concatenate(results: Sequence["PredictionResult"]) -> "PredictionResult":
+        return PredictionResult(**{f.name: np.concatenate([getattr(r, f.name) for r in results])
+                                   for f in dataclasses.fields(PredictionResult)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Cropping: square boxes, exact back-mapping
+# ----------------------------------------------------------------------------------------------
+
+def whole_image_box(height: int, width: int) -> np.ndarray:
+    """The square (x0, y0, x1, y1) that contains the whole image, centred (pads the short side)."""
+    side = max(height, width)
+    x0, y0 = (width - side) / 2, (height - side) / 2
+    return np.array([x0, y0, x0 + side, y0 + side], np.float64)
+
+
+def _integer_square(box) -> tuple[int, int, int]:
+    box = np.asarray(box, np.float64)
+    side = max(1, int(round(float(np.max(box[2:] - box[:2])))))
+    c = (box[:2] + box[2:]) / 2
+    x0, y0 = (int(round(v - side / 2)) for v in c)
+    return x0, y0, side
+
+
+def crop_square(image: np.ndarray, box, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the square ``box`` out of ``image`` (zero padding outside) and resize it to size².
+
+    Returns (crop (size, size, 3) uint8, used box (4,) = (x0, y0, x0+side, y0+side) on the integer
+    pixel grid). A crop point p (normalized, [0, 1]²) is image point x0y0 + p·side.
+    """
+    h, w = image.shape[:2]
+    x0, y0, side = _integer_square(box)
+    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
+    src = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0) if pad else image
+    patch = src[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    crop = patch if side == size else cv2.resize(patch, (size, size), interpolation=interp)
+    return np.ascontiguousarray(crop), np.array([x0, y0, x0 + side, y0 + side], np.float64)
+
+
+def check_image(image, name: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 RGB or a clear ValueError naming ``name``."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name} must be (H, W, 3) RGB, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8, got {image.dtype}")
+    if min(image.shape[:2]) < 8:
+        raise ValueError(f"{name} is too small: {image.shape[1]}×{image.shape[0]} pixels")
+    return image
+
+
+# ----------------------------------------------------------------------------------------------
+# The predictor
+# ----------------------------------------------------------------------------------------------
+
+def _forward_outputs(prediction) -> dict[str, jax.Array]:
+    """Model Prediction → the dict the predictor (and the StableHLO export) returns.
+
+    landmarks2d normalized image coords, covariance Σ = L Lᵀ normalized units², pose, Euler deg.
+    """
+    L = prediction.scale_tril
+    return {
+        "landmarks3d": prediction.landmarks3d,
+        "landmarks2d": prediction.landmarks2d,
+        "covariances": jnp.einsum("...ij,...kj->...ik", L, L),
+        "rotation": prediction.rotation,
+        "translation": prediction.translation,
+        "euler_degrees": rotation_lib.euler_degrees(prediction.rotation),
+    }
+
+
+TRACE_COUNT = [0]  # times the forward pass was traced (compiled): once per (architecture, batch shape)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_forward(graphdef, state, images):
+    # The architecture (graphdef) is static, the parameters are arguments: predictors of the same
+    # architecture (e.g. a model and its reloaded export) share one compiled function per shape.
+    TRACE_COUNT[0] += 1
+    return _forward_outputs(nnx.merge(graphdef, state)(images))
+
+
+class Predictor:
+    """A ready model: ``predictor(images (B, H, W, 3) uint8) → PredictionResult``.
+
+    Images are fed whole (padded to a square, resized to the model size); ``predict_crops`` takes
+    face crops of larger images. Batches are split into chunks of ``batch_size``, each padded to a
+    power of two (≤ batch_size): the forward pass is one ``jax.jit`` compiled once per such size.
+    """
+
+    def __init__(self, model, *, image_size: int | None = None, batch_size: int = 16, metadata: dict | None = None):
+        self._graphdef, self._state = nnx.split(model)
+        self.metadata = dict(metadata or {})
+        self.image_size = int(image_size or self.metadata.get("image_size") or 224)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def load(cls, directory, *, batch_size: int = 16) -> "Predictor":
+        """Restore an export written by ``facelift_jax.export`` (params via Orbax + metadata)."""
+        from facelift_jax import export as export_lib  # the Orbax side lives in checkpointing
+
+        model, metadata = export_lib.load_model(directory)
+        return cls(model, image_size=metadata["image_size"], batch_size=batch_size, metadata=metadata)
+
+    @property
+    def template(self) -> np.ndarray:
+        return np.asarray(nnx.merge(self._graphdef, self._state).template[...])
+
+    def bucket(self, n: int) -> int:
+        """The padded chunk size for n images: the next power of two, at most ``batch_size``."""
+        return min(self.batch_size, 1 << max(0, int(n) - 1).bit_length())
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        # Padding to a few bucket sizes bounds both recompiles (log2(batch_size) + 1 shapes) and
+        # wasted work (< 2×).
+        n = len(batch)
+        size = self.bucket(n)
+        if size > n:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, 0)])
+        out = jax.device_get(_jitted_forward(self._graphdef, self._state, jnp.asarray(batch)))
+        return {k: np.asarray(v)[:n] for k, v in out.items()}
+
+    def predict_normalized(self, images) -> dict[str, np.ndarray]:
+        """(B, S, S, 3) uint8 model inputs → raw outputs in normalized image coordinates."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1:3] != (self.image_size,) * 2:
+            raise ValueError(f"images must be (B, {self.image_size}, {self.image_size}, 3), got {images.shape}")
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            chunks.append(self._run(images[start:start + self.batch_size]))
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+    def predict_crops(self, images: Sequence[np.ndarray], crop_boxes) -> PredictionResult:
+        """Full images (each (H, W, 3) uint8) + square crop boxes (B, 4) → results in image pixels."""
+        crop_boxes = np.asarray(crop_boxes, np.float64).reshape(-1, 4)
+        if len(images) != len(crop_boxes):
+            raise ValueError(f"{len(images)} images but {len(crop_boxes)} crop boxes")
+        crops, used = [], []
+        for i, (image, box) in enumerate(zip(images, crop_boxes)):
+            crop, b = crop_square(check_image(image, f"image {i}"), box, self.image_size)
+            crops.append(crop)
+            used.append(b)
+        used = np.stack(used) if used else np.zeros((0, 4))
+        if not crops:
+            raise ValueError("no image to predict")
+        raw = self.predict_normalized(np.stack(crops))
+        side = (used[:, 2] - used[:, 0])[:, None, None]
+        return PredictionResult(
+            landmarks3d=raw["landmarks3d"],
+            landmarks2d=used[:, None, :2] + raw["landmarks2d"] * side,
+            covariances=raw["covariances"] * side[..., None] ** 2,
+            rotation=raw["rotation"], translation=raw["translation"], euler_degrees=raw["euler_degrees"],
+            crop_boxes=used)
+
+    def __call__(self, images) -> PredictionResult:
+        """(B, H, W, 3) uint8 (or a list of such images) → PredictionResult in input pixels.
+
+        Each image is fed whole (resized to the model size; non-square images are padded to a
+        square first, so no aspect distortion).
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise ValueError(f"images must be a batch (B, H, W, 3); got one image {images.shape} (use images[None])")
+        images = [check_image(im, f"image {i}") for i, im in enumerate(images)]
+        boxes = np.stack([whole_image_box(*im.shape[:2]) for im in images])
+        return self.predict_crops(images, boxes)
+
+
+def load(directory, **kwargs) -> Predictor:
+    """``Predictor.load(directory)``."""
+    return Predictor.load(directory, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Face boxes
+# ----------------------------------------------------------------------------------------------
+
+class FaceCropper:
+    """Square model-input boxes for images: MediaPipe face landmarks when available, else the image.
+
+    ``mode``: "auto" (MediaPipe if importable, else whole image with a warning), "mediapipe"
+    (required; errors if missing), "none" (whole image, no warning).
+    """
+
+    def __init__(self, mode: str = "auto", crop_scale: float = DEFAULT_CROP_SCALE):
+        if mode not in ("auto", "mediapipe", "none"):
+            raise ValueError(f"detector mode must be auto, mediapipe or none, got {mode!r}")
+        self.mode, self.crop_scale = mode, float(crop_scale)
+        self.detector = None
+        self.reason = "disabled (--detector none)"
+        if mode != "none":
+            try:
+                from bridges.mediapipe import MediaPipeDetector  # optional [bridges] extra
+
+                self.detector = MediaPipeDetector(max_faces=1)
+            except Exception as e:  # noqa: BLE001 - any failure to set it up means "no detector"
+                if mode == "mediapipe":
+                    raise RuntimeError(f"the MediaPipe face detector is not available: {e}") from e
+                self.reason = f"bridges.mediapipe unavailable ({type(e).__name__}: {e})"
+                warnings.warn(
+                    f"no face detector: {self.reason}. Feeding the whole image (padded to a square); results are "
+                    "only meaningful when the face fills the frame like the training renders.", stacklevel=2)
+
+    def box(self, image: np.ndarray, previous: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+        """(square crop box (4,), source): source "mediapipe", "previous" (no face found in this
+        video frame: the last frame's box is kept) or "whole-image"."""
+        if self.detector is not None:
+            faces = self.detector.detect(image)
+            if faces:
+                pts = np.asarray(faces[0]["landmarks98"], np.float64)
+                box = np.concatenate([pts.min(0), pts.max(0)])
+                return square_box(box, self.crop_scale), "mediapipe"
+            if previous is not None:
+                return previous, "previous"
+            log.warning("no face found by MediaPipe; using the whole image")
+        return whole_image_box(*image.shape[:2]), "whole-image"
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing
+# ----------------------------------------------------------------------------------------------
+
+_REGION_COLOURS = {  # RGB
+    "contours": (255, 200, 0), "brows": (255, 90, 60), "nose": (80, 220, 80),
+    "eyes": (60, 170, 255), "mouth": (255, 80, 200), "pupils": (255, 255, 255),
+}
+
+
+def project_points(points3d, rotation, translation, crop_box, focal: float = camera_lib.FOCAL) -> np.ndarray:
+    """World points (P, 3) seen by the predicted camera → (P, 2) pixels of the full image."""
+    p = np.asarray(points3d) @ np.asarray(rotation).T + np.asarray(translation)
+    uv = focal * p[:, :2] / p[:, 2:3] + camera_lib.PRINCIPAL
+    side = crop_box[2] - crop_box[0]
+    return crop_box[:2] + uv * side
+
+
+def draw_overlay(image: np.ndarray, result: PredictionResult, index: int = 0, *, label: str | None = None,
+                 colour_override=None) -> np.ndarray:
+    """RGB copy of ``image`` with the 98 landmarks (per-region colours), 1σ ellipses, the crop box,
+    head-pose axes at the landmark centroid (x red, y green, z blue) and yaw/pitch/roll text."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    scale = max(1, round(max(h, w) / 400))
+    r = result[index]
+    pts = r.landmarks2d
+    for region, idx in lm.REGIONS_98.items():
+        colour = colour_override or _REGION_COLOURS[region]
+        for i in idx:
+            evals, evecs = np.linalg.eigh(r.covariances[i])
+            axes = np.sqrt(np.maximum(evals, 0))
+            if np.all(axes > 1.5) and np.all(axes < max(h, w)):
+                angle = float(np.degrees(np.arctan2(evecs[1, 1], evecs[0, 1])))
+                cv2.ellipse(out, (int(pts[i, 0]), int(pts[i, 1])), (int(axes[1]), int(axes[0])), angle, 0, 360,
+                            colour, 1, cv2.LINE_AA)
+            cv2.circle(out, (int(round(pts[i, 0])), int(round(pts[i, 1]))), scale + 1, colour, -1, cv2.LINE_AA)
+    b = r.crop_boxes.astype(int)
+    cv2.rectangle(out, (b[0], b[1]), (b[2], b[3]), (200, 200, 200), 1)
+    centre = r.landmarks3d.mean(0)
+    length = 0.6 * float(np.max(np.ptp(r.landmarks3d, axis=0)))
+    ends = project_points(np.stack([centre, *(centre + length * np.eye(3))]), r.rotation, r.translation,
+                          r.crop_boxes)
+    if np.all(np.isfinite(ends)):
+        for k, colour in enumerate(((255, 0, 0), (0, 255, 0), (0, 0, 255))):
+            cv2.arrowedLine(out, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[k + 1]), colour,
+                            scale + 1, cv2.LINE_AA, tipLength=0.15)
+    text = "yaw %.0f pitch %.0f roll %.0f" % tuple(r.euler_degrees)
+    if label:
+        text = f"{label}  {text}"
+    if max(h, w) >= 160:  # text on tiny frames would hide the face
+        cv2.putText(out, text, (5, 15 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (255, 255, 255), scale,
+                    cv2.LINE_AA)
+    return out
+
+
+def _write_rgb(path: pathlib.Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+
+def _rounded(x, decimals: int) -> list:
+    # float64 first: rounding float32 values leaves digits like 0.12700000405 in the JSON
+    return np.round(np.asarray(x, np.float64), decimals).tolist()
+
+
+def _json_entry(r: PredictionResult, index: int) -> dict:
+    one = r[index]
+    return {
+        "landmarks2d": _rounded(one.landmarks2d, 3),
+        "landmarks3d": _rounded(one.landmarks3d, 5),
+        "covariances": _rounded(one.covariances, 4),
+        "rotation": _rounded(one.rotation, 6),
+        "translation": _rounded(one.translation, 6),
+        "yaw_pitch_roll_degrees": _rounded(one.euler_degrees, 3),
+        "crop_box": _rounded(one.crop_boxes, 2),
+    }
+
+
+def read_image_file(path: pathlib.Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file, or ValueError with the reason."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("not a readable image file")
+    if image.dtype != np.uint8:
+        raise ValueError(f"unsupported pixel type {image.dtype} (need 8-bit)")
+    if image.ndim == 2:
+        raise ValueError("grayscale image: 1 channel, the model needs 3 (RGB)")
+    if image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    elif image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    else:
+        raise ValueError(f"{image.shape[2]} channels; the model needs 3 (RGB)")
+    return check_image(image, str(path))
+
+
+def predict_image(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path) -> dict:
+    image = read_image_file(path)
+    box, source = cropper.box(image)
+    result = predictor.predict_crops([image], box[None])
+    entry = {"input": str(path), "kind": "image", "width": image.shape[1], "height": image.shape[0],
+             "face_source": source, **_json_entry(result, 0)}
+    (out_dir / f"{path.stem}.json").write_text(json.dumps(entry, indent=1))
+    np.savez(out_dir / f"{path.stem}.npz", **result.arrays())
+    _write_rgb(out_dir / f"{path.stem}_overlay.png", draw_overlay(image, result))
+    return entry
+
+
+def iter_video(path: pathlib.Path, batch: int):
+    """Yield (frames list of (H, W, 3) uint8 RGB, fps) chunks of a video; ValueError if unreadable."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError("not a readable video file")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    try:
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if len(frames) == batch:
+                yield frames, fps
+                frames = []
+        if frames:
+            yield frames, fps
+    finally:
+        cap.release()
+
+
+def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path,
+                  progress: bool = True) -> dict:
+    total = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    writer, results, sources = None, [], []
+    overlay_path = out_dir / f"{path.stem}_overlay.mp4"
+    bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
+    try:
+        for frames, fps in iter_video(path, predictor.batch_size):
+            boxes = []
+            for f in frames:
+                last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
+                b, s = cropper.box(f, previous=last if sources and sources[-1] != "whole-image" else None)
+                boxes.append(b)
+                sources.append(s)
+            result = predictor.predict_crops(frames, np.stack(boxes))
+            results.append(result)
+            if writer is None:
+                h, w = frames[0].shape[:2]
+                writer = cv2.VideoWriter(str(overlay_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise OSError(f"could not open {overlay_path} for writing")
+            for i, f in enumerate(frames):
+                writer.write(cv2.cvtColor(draw_overlay(f, result, i, label=f"frame {len(sources) - len(frames) + i}"),
+                                          cv2.COLOR_RGB2BGR))
+            bar.update(len(frames))
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.release()
+    if not results:
+        overlay_path.unlink(missing_ok=True)
+        raise ValueError("empty video: no frame could be decoded")
+    result = PredictionResult.concatenate(results)
+    np.savez(out_dir / f"{path.stem}.npz", **result.arrays())
+    summary = {"input": str(path), "kind": "video", "frames": len(result),
+               "face_source": {s: sources.count(s) for s in sorted(set(sources))},
+               "yaw_pitch_roll_degrees_mean": _rounded(result.euler_degrees.mean(0), 3),
+               "arrays": f"{path.stem}.npz", "overlay": overlay_path.name}
+    (out_dir / f"{path.stem}.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
+    """Files as given; folders → their image and video files (sorted). Missing paths stay (they fail later)."""
+    out = []
+    for s in inputs:
+        p = pathlib.Path(s)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def run(inputs: Sequence[str], model_dir, out_dir, *, detector: str = "auto", crop_scale: float = DEFAULT_CROP_SCALE,
+        batch_size: int = 16, progress: bool = True) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Predict every input; returns (successful entries, [(input, error message)])."""
+    predictor = Predictor.load(model_dir, batch_size=batch_size)
+    cropper = FaceCropper(detector, crop_scale)
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done, failed = [], []
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise ValueError(f"no input files found in {list(inputs)}")
+    for path in tqdm(paths, desc="predict", unit="file", disable=not progress):
+        try:
+            if not path.is_file():
+                raise FileNotFoundError("no such file")
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                done.append(predict_video(predictor, cropper, path, out_dir, progress))
+            else:
+                done.append(predict_image(predictor, cropper, path, out_dir))
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            msg = f"{type(e).__name__}: {e}" if not isinstance(e, (ValueError, FileNotFoundError)) else str(e)
+            failed.append((str(path), msg))
+            tqdm.write(f"error: {path}: {msg}", file=sys.stderr)
+    return done, failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m facelift_jax.predict", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files or folders")
+    p.add_argument("--model", required=True, help="export directory (python -m facelift_jax.export)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--detector", default="auto", choices=("auto", "mediapipe", "none"),
+                   help="face box source (default: MediaPipe bridge when available, else the whole image)")
+    p.add_argument("--crop-scale", type=float, default=DEFAULT_CROP_SCALE,
+                   help="model input side / face landmark box side (default %(default).3f)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    done, failed = run(args.inputs, args.model, args.out, detector=args.detector, crop_scale=args.crop_scale,
+                       batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"{len(done)} input(s) done, {len(failed)} failed; outputs in {args.out}")
+    for path, msg in failed:
+        print(f"  failed: {path}: {msg}", file=sys.stderr)
+    return min(len(failed), 125)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""Train the FaceLift regressor: ``python -m facelift_jax.train --config configs/default.py --workdir runs/default``.
+
+Stages, top to bottom: pseudo-labels (run preprocessing when the workdir has none) → model and
+optimizer (Adam, ×decay_rate every decay_epochs) → resume from the newest checkpoint → the loop
+(mixed multi-view + multi-frame batches from grain, one jitted data-parallel step, metrics,
+periodic evaluation and checkpoints) → final evaluation, plots and the export.
+
+Workdir layout: ``config.json``, ``data/`` (preprocessing output and the cached test set),
+``checkpoints/``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``plots/``, ``eval/``, ``export/``.
+
+Data parallelism: one mesh axis "data" over every device of every host; batches are sharded on
+it, parameters and optimizer state replicated, so gradients are averaged by XLA's all-reduce.
+Config batch sizes are global. Launched on several hosts (``--multihost`` or
+``JAX_COORDINATOR_ADDRESS`` set), ``jax.distributed.initialize()`` runs first and each host reads
+its own stride of every global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
+
+from facelift_jax import checkpointing, heldout, losses, views
+from facelift_jax import data as data_lib
+from facelift_jax.model import build_model
+
+log = logging.getLogger("facelift_jax.train")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/inf; the message names the step. Checkpoints on disk stay good."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimizer
+# ----------------------------------------------------------------------------------------------
+
+def learning_rate_schedule(optim, steps_per_epoch: int) -> optax.Schedule:
+    """lr · decay_rate^⌊step / (decay_epochs · steps_per_epoch)⌋ after an optional linear warm-up."""
+    decay = optax.exponential_decay(
+        init_value=float(optim.learning_rate), transition_steps=max(int(optim.decay_epochs * steps_per_epoch), 1),
+        decay_rate=float(optim.decay_rate), staircase=True)
+    warmup = int(optim.get("warmup_steps", 0))
+    if warmup <= 0:
+        return decay
+    ramp = optax.linear_schedule(0.0, float(optim.learning_rate), warmup)
+    return optax.join_schedules([ramp, lambda s: decay(s)], [warmup])
+
+
+def make_optimizer(optim, schedule) -> optax.GradientTransformation:
+    clip = float(optim.get("clip_norm", 0.0))
+    adam = optax.adam(schedule)
+    return optax.chain(optax.clip_by_global_norm(clip), adam) if clip > 0 else adam
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss and the jitted step
+# ----------------------------------------------------------------------------------------------
+
+BRANCHES = ("multiview", "multiframe")
+
+
+def compute_loss(model, batch: dict, loss_config, normals) -> tuple[jax.Array, dict]:
+    """L = L_mv + L_mf (eq. 3 + eq. 4) on a mixed batch; both halves go through one forward pass.
+
+    The multi-frame mask is the detector-confidence mask AND the normal-template visibility of the
+    stop-gradient predicted rotation (eq. 4): the mask must not be a path for gradients.
+    """
+    names = [k for k in BRANCHES if k in batch]
+    sizes = [batch[k]["image"].shape[0] for k in names]
+    pred = model(jnp.concatenate([batch[k]["image"] for k in names]))
+    total, metrics, start = 0.0, {}, 0
+    for name, size in zip(names, sizes):
+        part = jax.tree.map(lambda x, s=start, n=size: x[s:s + n], pred)
+        start += size
+        if name == "multiview":
+            loss, terms = losses.multiview_loss(part, batch[name], loss_config)
+        else:
+            visible = views.normal_visibility_mask(jax.lax.stop_gradient(part.rotation), normals,
+                                                   float(loss_config.normal_threshold))
+            loss, terms = losses.multiframe_loss(part, dict(batch[name], mask=batch[name]["mask"] & visible),
+                                                 loss_config)
+            terms = dict(terms, visible_fraction=jnp.mean(visible))
+        total = total + loss
+        metrics.update({f"{name}/{k}": v for k, v in terms.items()})
+    metrics["loss"] = total
+    return total, metrics
+
+
+def make_train_step(graphdef, tx, schedule, loss_config, normals):
+    """(params, opt_state, rest, batch, step) → (params, opt_state, metrics), jitted with the
+    parameter and optimizer buffers donated. A non-finite loss leaves params and opt_state as
+    they were (``metrics["finite"]`` False) so the last good state is never overwritten."""
+
+    def train_step(params, opt_state, rest, batch, step):
+        def loss_fn(p):
+            return compute_loss(nnx.merge(graphdef, p, rest), batch, loss_config, normals)
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        # Checked after the update too: a finite loss can still step into inf parameters.
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads)) & jnp.isfinite(optax.global_norm(new_params))
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        metrics.update(grad_norm=optax.global_norm(grads), learning_rate=schedule(step), finite=finite)
+        return keep(new_params, params), keep(new_opt, opt_state), metrics
+
+    return jax.jit(train_step, donate_argnums=(0, 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Devices
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """The one-axis "data" mesh: batches sharded on it, everything else replicated."""
+
+    mesh: jax.sharding.Mesh
+
+    @classmethod
+    def create(cls) -> "Placement":
+        # Auto axes: XLA propagates the shardings (explicit-sharding mode would make every op
+        # mixing batch-sharded and replicated operands spell out its output sharding).
+        return cls(jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)))
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
+
+    @property
+    def batch(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P("data"))
+
+    def replicate(self, tree):
+        return jax.device_put(tree, self.replicated)
+
+    def shard_batch(self, local_batch):
+        """This host's numpy share of a global batch → global arrays sharded on "data"."""
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self.batch, np.asarray(x)), local_batch)
+
+
+def check_batch_divisible(config, num_devices: int) -> None:
+    for name in BRANCHES:
+        n = int(config.batch[name])
+        if n % num_devices:
+            raise ValueError(f"batch.{name}={n} must be a multiple of the {num_devices} devices (data parallel)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging
+# ----------------------------------------------------------------------------------------------
+
+class MetricWriter:
+    """Scalars to TensorBoard event files (``tb/``) and to ``metrics.jsonl``; host 0 only."""
+
+    def __init__(self, workdir: pathlib.Path, enabled: bool):
+        self.enabled = enabled
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(str(workdir / "tb"))
+            self.jsonl = open(workdir / "metrics.jsonl", "a")
+
+    def write(self, step: int, split: str, scalars: dict) -> None:
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0 and np.isfinite(float(v))}
+        for k, v in clean.items():
+            self.tb.add_scalar(f"{split}/{k}", v, step)
+        self.jsonl.write(json.dumps({"step": int(step), "split": split, **clean}) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tb.close()
+            self.jsonl.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+def prepare_data(config, workdir: pathlib.Path) -> pathlib.Path:
+    """``workdir/data`` with pseudo-labels, running preprocessing first when they are missing."""
+    data_dir = workdir / "data"
+    if not data_lib.has_pseudo_labels(data_dir):
+        from facelift_jax import preprocess
+
+        log.info("no pseudo-labels in %s: running preprocessing", data_dir)
+        preprocess.run_preprocess(config, data_dir)
+    return data_dir
+
+
+def check_config(config) -> None:
+    if config.model.encoder == "vit" and int(config.model.vit.image_size) != int(config.image_size):
+        raise ValueError(f"model.vit.image_size={config.model.vit.image_size} differs from image_size={config.image_size}")
+    if int(config.train.num_steps) < 1:
+        raise ValueError(f"train.num_steps must be >= 1, got {config.train.num_steps}")
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything the loop carries: the model split into its static graph, trained parameters (a
+    pure dict, replicated) and other state (the template), plus the optimizer and its state."""
+
+    graphdef: nnx.GraphDef
+    params: dict
+    rest: nnx.State
+    opt_state: optax.OptState
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    step: int = 0
+
+
+def create_train_state(config, template, steps_per_epoch: int, placement: Placement) -> TrainState:
+    model = build_model(config.model, template, rngs=nnx.Rngs(int(config.seed)))
+    load_pretrained(config, model)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params = placement.replicate(params.to_pure_dict())
+    schedule = learning_rate_schedule(config.optim, steps_per_epoch)
+    tx = make_optimizer(config.optim, schedule)
+    return TrainState(graphdef, params, placement.replicate(rest), placement.replicate(tx.init(params)), tx, schedule)
+
+
+def restore_train_state(ckpt: checkpointing.Checkpointer, state: TrainState, placement: Placement):
+    """(state, data iterator state) from the newest checkpoint; unchanged state and None if none.
+    Targets come from jax.eval_shape, placed replicated on the mesh."""
+    def abstract(tree):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.replicated), tree)
+
+    restored = ckpt.restore_latest(abstract(jax.eval_shape(lambda: state.params)),
+                                   abstract(jax.eval_shape(state.tx.init, state.params)))
+    if restored is None:
+        return state, None
+    log.info("resuming from the checkpoint of step %d in %s", restored.step, ckpt.directory)
+    return dataclasses.replace(state, params=restored.params, opt_state=restored.opt_state,
+                               step=restored.step), restored.data_state
+
+
+class Throughput:
+    """Images per second of the training steps alone: from the second step (the first one
+    compiles), with evaluation time left out."""
+
+    def __init__(self, images_per_step: int):
+        self.images_per_step, self.steps, self.t0, self.paused = images_per_step, 0, None, 0.0
+
+    def step(self) -> float:
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+        else:
+            self.steps += 1
+        return self.rate
+
+    @property
+    def rate(self) -> float:
+        if self.t0 is None:
+            return 0.0
+        return self.images_per_step * self.steps / max(time.perf_counter() - self.t0 - self.paused, 1e-9)
+
+    def pause(self, seconds: float) -> None:
+        self.paused += seconds
+
+
+def train_loop(config, state: TrainState, batches, train_step, placement: Placement, ckpt, writer, evaluator,
+               steps_per_epoch: int, meta: dict, stop_after: int | None) -> tuple[TrainState, float]:
+    """Steps state.step+1 … num_steps (or stop_after): log, evaluate, checkpoint. Returns the final
+    state and the throughput (images/s)."""
+    num_steps = int(config.train.num_steps)
+    speed = Throughput(int(config.batch.multiview) + int(config.batch.multiframe))
+    params, opt_state, window = state.params, state.opt_state, []
+    last = min(num_steps, stop_after) if stop_after else num_steps
+    with tqdm(total=num_steps, initial=state.step, desc="train", disable=jax.process_index() != 0,
+              dynamic_ncols=True) as bar:
+        for step in range(state.step + 1, last + 1):
+            batch = placement.shard_batch(next(batches))
+            params, opt_state, metrics = train_step(params, opt_state, state.rest, batch, jnp.asarray(step - 1))
+            metrics = jax.device_get(metrics)
+            if not bool(metrics.pop("finite")):
+                raise NonFiniteLossError(
+                    f"non-finite loss or update at step {step} (loss={metrics['loss']}, grad_norm="
+                    f"{metrics['grad_norm']}); stopping. The parameters of step {step - 1} were kept; the newest "
+                    f"checkpoint on disk is step {ckpt.latest_step()} in {ckpt.directory}")
+            rate = speed.step()
+            window.append(metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", img_s=f"{rate:.1f}")
+            if step % int(config.train.log_every) == 0 or step == last:
+                mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+                writer.write(step, "train", dict(mean, images_per_second=rate, epoch=step / steps_per_epoch))
+                window = []
+            if evaluator and int(config.train.eval_every) > 0 and step % int(config.train.eval_every) == 0 \
+                    and step < num_steps:
+                t = time.perf_counter()
+                writer.write(step, "eval", evaluator.scalars(evaluator.run(params, state.rest)))
+                speed.pause(time.perf_counter() - t)
+            if ckpt.should_save(step) or step == last:
+                ckpt.save(step, params, opt_state, batches.get_state(), dict(meta, images_per_second=rate))
+    return dataclasses.replace(state, params=params, opt_state=opt_state, step=last), speed.rate
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after: int | None = None) -> dict:
+    """Train (resuming from ``workdir/checkpoints`` if any), evaluate, plot and export.
+
+    ``stop_after``: stop right after this step's checkpoint, as if the job were preempted (no final
+    evaluation or export); running again resumes. Returns the final evaluation (see heldout.py;
+    empty when stopped early or when ``train.eval_every`` < 0).
+    """
+    check_config(config)
+    workdir = pathlib.Path(workdir)
+    is_main = jax.process_index() == 0
+    workdir.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    data_dir = prepare_data(config, workdir)
+    placement = Placement.create()
+    check_batch_divisible(config, jax.device_count())
+    template = data_lib.load_template(data_dir)
+    steps_per_epoch = data_lib.steps_per_epoch(config, data_dir)
+
+    state = create_train_state(config, template, steps_per_epoch, placement)
+    normals = jnp.asarray(views.normal_template(template))
+    train_step = make_train_step(state.graphdef, state.tx, state.schedule, config.loss, normals)
+    ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep=int(config.train.keep_checkpoints),
+                                      every=int(config.train.checkpoint_every),
+                                      async_save=bool(config.train.get("async_checkpoint", True)))
+    state, data_state = restore_train_state(ckpt, state, placement)
+    batches = data_lib.train_iterator(config, data_dir, process_index=jax.process_index(),
+                                      process_count=jax.process_count(), state=data_state)
+    evaluator = heldout.Evaluator(config, data_dir, state.graphdef, placement) if config.train.eval_every >= 0 else None
+    writer = MetricWriter(workdir, is_main)
+    meta = {"config": json.loads(config.to_json_best_effort()), "steps_per_epoch": steps_per_epoch}
+    start = state.step
+    try:
+        state, rate = train_loop(config, state, batches, train_step, placement, ckpt, writer, evaluator,
+                                 steps_per_epoch, meta, stop_after)
+        if stop_after is not None and state.step < int(config.train.num_steps):
+            log.info("stopped after step %d as asked; running again resumes", state.step)
+            return {}
+        results = {}
+        if evaluator:
+            results = evaluator.run(state.params, state.rest)
+            results["images_per_second"] = rate if state.step > start else None
+            writer.write(state.step, "eval", evaluator.scalars(results))
+    finally:
+        ckpt.close()
+        writer.close()
+    if is_main and evaluator:
+        results["plots"] = evaluator.write_report(results, workdir)
+    if is_main and config.train.get("export", True):
+        results["export"] = str(export(workdir))
+    return results
+
+
+def load_pretrained(config, model) -> None:
+    """FaRL (or other) encoder weights named by ``config.model.pretrained``, via the torch bridge."""
+    path = config.model.get("pretrained", "")
+    if not path:
+        return
+    from bridges import farl  # torch lives in bridges/ only
+
+    farl.load_pretrained(model, path)
+
+
+def export(workdir: pathlib.Path) -> pathlib.Path:
+    """``workdir/export``: the newest checkpoint's parameters + metadata (export.py)."""
+    from facelift_jax import export as export_lib
+
+    return pathlib.Path(export_lib.export_model(workdir, workdir / "export"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+def main(argv) -> None:
+    from absl import flags
+
+    del argv
+    FLAGS = flags.FLAGS
+    if FLAGS.multihost or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if results and jax.process_index() == 0:
+        print(heldout.summary(results))
+
+
+def _define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)", lock_config=True)
+    flags.DEFINE_string("workdir", None, "output directory (pseudo-labels, checkpoints, metrics, plots, export)")
+    flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() (multi-host launch)")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,239 @@
+"""Export round trips (Orbax params, checkpoint → export, jax.export StableHLO) and prediction."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs.default import get_config
+from facelift_jax import checkpointing, export, predict
+from facelift_jax.model import build_model
+
+SIZE = 32
+
+
+def tiny_config():
+    c = get_config()
+    c.image_size = SIZE
+    m = c.model
+    m.vit.width, m.vit.depth, m.vit.heads, m.vit.patch, m.vit.image_size = 32, 1, 2, 8, SIZE
+    m.decoder.width, m.decoder.depth, m.decoder.heads = 32, 1, 2
+    # Large output layers so that different images give visibly different predictions.
+    m.heads = dict(init_scale=1.0)
+    return c
+
+
+def tiny_template():
+    r = np.random.default_rng(0)
+    return (r.normal(size=(98, 3)) * 0.1 + [0, 0, 0.1]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(tiny_config().model, tiny_template(), rngs=nnx.Rngs(3))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).integers(0, 256, size=(5, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def export_dir(model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    meta = export.make_metadata(tiny_config().model, SIZE, tiny_template(), source={"test": True})
+    return export.save_model(model, out, image_size=SIZE, metadata=meta)
+
+
+@pytest.fixture(scope="module")
+def reference(model, images):
+    """Outputs straight from the model (its own jitted call, none of the predictor's code)."""
+    out = nnx.jit(lambda m, x: m(x))(model, images)
+    L = np.asarray(out.scale_tril)
+    return {"landmarks2d": np.asarray(out.landmarks2d), "landmarks3d": np.asarray(out.landmarks3d),
+            "rotation": np.asarray(out.rotation), "translation": np.asarray(out.translation),
+            "covariances": L @ np.swapaxes(L, -1, -2)}
+
+
+def test_export_round_trip_identical_predictions(model, images, export_dir, reference):
+    assert (export_dir / "params").is_dir() and (export_dir / "metadata.json").is_file()
+    meta = json.loads((export_dir / "metadata.json").read_text())
+    assert meta["landmarks"]["num_landmarks"] == 98 and len(meta["landmarks"]["to68"]) == 68
+    assert np.array_equal(np.asarray(meta["template"], np.float32), tiny_template())
+    assert meta["stablehlo_platforms"] == ["cpu", "cuda"]
+    # Parameters only: exactly the model's nnx.Param leaves, nothing else (no optimizer, no template).
+    raw, _ = checkpointing.load_export(export_dir)
+    want = nnx.state(model, nnx.Param).to_pure_dict()
+    assert jax.tree.structure(raw) == jax.tree.structure(want)
+    loaded = predict.load(export_dir)
+    got = loaded.predict_normalized(images)
+    # Same jitted computation on the original model: bit-identical after the round trip.
+    original = predict.Predictor(model, image_size=SIZE).predict_normalized(images)
+    for k in original:
+        np.testing.assert_array_equal(got[k], original[k], err_msg=k)
+    ref = reference  # the model's own call: equal up to XLA fusion rounding
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    # Predictions differ between images (the test would be vacuous for a constant model).
+    assert np.abs(ref["landmarks2d"][0] - ref["landmarks2d"][1]).max() > 1e-3
+    assert np.array_equal(loaded.template, tiny_template())
+
+
+def test_checkpoint_to_export(model, images, tmp_path):
+    # A training workdir as train.py leaves it: config.json, template, an Orbax checkpoint.
+    work = tmp_path / "work"
+    (work / "data" / "multiview").mkdir(parents=True)
+    np.save(work / "data" / "multiview" / "template.npy", tiny_template())
+    (work / "config.json").write_text(tiny_config().to_json())
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    opt_state = {"mu": jax.tree.map(np.zeros_like, params)}
+    with checkpointing.Checkpointer(work / "checkpoints", keep=2, async_save=False) as ck:
+        ck.save(7, params, opt_state, {"pos": 1}, {"note": "x"}, wait=True)
+    out = export.export_model(work, tmp_path / "exp", stablehlo=False)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["source"]["step"] == 7 and meta["stablehlo"] is None
+    got = predict.Predictor.load(out).predict_normalized(images)
+    original = predict.Predictor(model, image_size=SIZE).predict_normalized(images)
+    np.testing.assert_array_equal(got["landmarks2d"], original["landmarks2d"])
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        (work / "config.json").unlink()
+        export.export_model(work, tmp_path / "exp2")
+
+
+def test_stablehlo_runs_without_model_code(images, export_dir, tmp_path, reference):
+    np.save(tmp_path / "images.npy", images)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["facelift_jax"] = None  # any import of the package now fails
+        import jax, numpy as np
+        exported = jax.export.deserialize(bytearray(open({str(export_dir / export.STABLEHLO_FILE)!r}, "rb").read()))
+        out = exported.call(np.load({str(tmp_path / "images.npy")!r}))
+        np.savez({str(tmp_path / "out.npz")!r}, **{{k: np.asarray(v) for k, v in out.items()}})
+        print(exported.platforms)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "cpu" in res.stdout
+    out = np.load(tmp_path / "out.npz")
+    ref = reference
+    for k in ref:
+        np.testing.assert_allclose(out[k], ref[k], atol=1e-5, err_msg=k)
+    # Also through the package's loader, with another batch size (symbolic batch).
+    f = export.load_stablehlo(export_dir)
+    np.testing.assert_allclose(np.asarray(f(images[:2])["landmarks3d"]), ref["landmarks3d"][:2], atol=1e-5)
+
+
+def test_predictor_jits_once_per_bucket(model, images, reference):
+    p = predict.Predictor(model, image_size=SIZE, batch_size=4)
+    start = predict.TRACE_COUNT[0]
+    out = p.predict_normalized(images)  # chunks of 4 and 1 → buckets 4 and 1
+    np.testing.assert_allclose(out["landmarks2d"], reference["landmarks2d"], rtol=1e-4, atol=1e-5)
+    traced = predict.TRACE_COUNT[0] - start
+    assert traced <= 2  # 0 when another test compiled these shapes already
+    p.predict_normalized(images[:3])  # bucket 4 again (padded)
+    p.predict_normalized(images)
+    assert predict.TRACE_COUNT[0] - start == traced
+    assert [p.bucket(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 4, 4]
+
+
+def test_predict_crops_maps_back_to_image_pixels(model, images, reference):
+    p = predict.Predictor(model, image_size=SIZE, batch_size=4)
+    canvas = np.zeros((90, 70, 3), np.uint8)
+    canvas[20:20 + SIZE, 30:30 + SIZE] = images[0]
+    r = p.predict_crops([canvas], np.array([[30, 20, 30 + SIZE, 20 + SIZE]]))
+    ref = {k: v[:1] for k, v in reference.items()}
+    np.testing.assert_allclose(r.landmarks2d[0], ref["landmarks2d"][0] * SIZE + [30, 20], atol=1e-4)
+    np.testing.assert_allclose(r.covariances[0], ref["covariances"][0] * SIZE**2, rtol=1e-4, atol=1e-9)
+    # A 2× larger crop of a 2× upscaled image: same landmarks up to the resampling, scaled by 2.
+    big = cv2.resize(images[0], (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_NEAREST)
+    r2 = p.predict_crops([big], np.array([[0, 0, 2 * SIZE, 2 * SIZE]]))
+    np.testing.assert_allclose(r2.landmarks2d[0], ref["landmarks2d"][0] * 2 * SIZE, atol=1e-3 * SIZE)
+    # Euler angles agree with the rotation (independent closed form of rotation.py's convention).
+    R = r.rotation[0] @ np.diag([1.0, -1.0, -1.0])
+    yaw = np.degrees(np.arctan2(-R[2, 0], R[2, 2]))
+    assert r.euler_degrees[0, 0] == pytest.approx(yaw, abs=1e-3)
+    with pytest.raises(ValueError, match=r"image 0 must be \(H, W, 3\)"):
+        p.predict_crops([canvas[..., 0]], np.array([[0, 0, 10, 10]]))
+
+
+def test_crop_square_pads_outside_the_image():
+    img = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    crop, box = predict.crop_square(img, [-2, -3, 6, 5], 8)
+    assert box.tolist() == [-2, -3, 6, 5]
+    assert (crop[:3] == 0).all() and (crop[:, :2] == 0).all()
+    np.testing.assert_array_equal(crop[3:, 2:], img[:5, :6])
+    np.testing.assert_allclose(predict.whole_image_box(10, 20), [0, -5, 20, 15])
+
+
+def _write_video(path, frames, fps=10):
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, frames[0].shape[1::-1])
+    for f in frames:
+        w.write(f)
+    w.release()
+
+
+def test_cli_images_videos_and_failures(export_dir, images, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    big = cv2.resize(images[0], (96, 64))
+    cv2.imwrite(str(src / "face.png"), big)
+    cv2.imwrite(str(src / "gray.png"), big[..., 0])
+    (src / "broken.jpg").write_bytes(b"\x00garbage")
+    _write_video(src / "clip.avi", [cv2.resize(im, (64, 64)) for im in images] * 2)
+    (src / "empty.avi").write_bytes(b"")
+    out = tmp_path / "out"
+    code = predict.main([str(src), "--model", str(export_dir), "--out", str(out), "--detector", "none",
+                         "--batch-size", "4", "--no-progress"])
+    assert code == 3  # gray, broken, empty
+    err = capsys.readouterr().err
+    assert "gray.png: grayscale image" in err and "broken.jpg: not a readable image" in err and "empty.avi" in err
+    entry = json.loads((out / "face.json").read_text())
+    assert entry["width"] == 96 and entry["face_source"] == "whole-image"
+    assert np.asarray(entry["landmarks2d"]).shape == (98, 2)
+    assert cv2.imread(str(out / "face_overlay.png")).shape == (64, 96, 3)
+    arrays = np.load(out / "clip.npz")
+    assert arrays["landmarks2d"].shape == (10, 98, 2) and arrays["euler_degrees"].shape == (10, 3)
+    cap = cv2.VideoCapture(str(out / "clip_overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    cap.release()
+    assert json.loads((out / "clip.json").read_text())["frames"] == 10
+
+
+def test_face_cropper_falls_back_with_warning(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bridges.mediapipe", None)  # import fails
+    with pytest.warns(UserWarning, match="no face detector"):
+        cropper = predict.FaceCropper("auto", 1.5)
+    box, source = cropper.box(np.zeros((40, 60, 3), np.uint8))
+    assert source == "whole-image"
+    np.testing.assert_allclose(box, [0, -10, 60, 50])
+    with pytest.raises(RuntimeError, match="MediaPipe face detector is not available"):
+        predict.FaceCropper("mediapipe")
+
+
+def test_cli_with_mediapipe_face_boxes(export_dir, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    skimage_data = pytest.importorskip("skimage.data")
+    face = skimage_data.astronaut()  # a real photo; the face (brows to chin) spans about x 180-270, y 90-190
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "astronaut.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    frames = [face, np.zeros_like(face), face]  # the middle frame has no face: last box is kept
+    _write_video(src / "clip.avi", [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
+    out = tmp_path / "out"
+    code = predict.main([str(src), "--model", str(export_dir), "--out", str(out), "--detector", "mediapipe",
+                         "--no-progress"])
+    assert code == 0
+    entry = json.loads((out / "astronaut.json").read_text())
+    assert entry["face_source"] == "mediapipe"
+    x0, y0, x1, y1 = entry["crop_box"]
+    assert 190 < (x0 + x1) / 2 < 260 and 100 < (y0 + y1) / 2 < 170 and 100 < x1 - x0 < 250
+    summary = json.loads((out / "clip.json").read_text())
+    assert summary["face_source"] == {"mediapipe": 2, "previous": 1}
+    boxes = np.load(out / "clip.npz")["crop_boxes"]
+    np.testing.assert_array_equal(boxes[1], boxes[0])

@@ -1,0 +1,223 @@
+"""The Flax regressor (Fig. 4): shapes, geometry of the heads, parameter counts, input checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs.default import get_config
+from facelift_jax import losses
+from facelift_jax.model import (FaceLiftRegressor, Prediction, ResNet, Template, VisionTransformer, build_model,
+                                count_parameters, parameter_counts)
+
+
+def template():
+    rng = np.random.default_rng(0)
+    return (rng.normal(0, 0.08, (98, 3)) + [0.0, 0.0, 0.2]).astype(np.float32)
+
+
+def tiny_config():
+    c = get_config().model
+    c.vit.update(width=32, depth=2, heads=2, patch=32)
+    c.decoder.update(width=32, depth=2, heads=2)
+    return c
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(tiny_config(), template(), rngs=nnx.Rngs(0))
+
+
+forward = nnx.jit(lambda m, x: m(x))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+
+
+def pinhole(points, R, t, f=2985.29 / 700.0, c=0.5):
+    """Independent numpy projection: p = R X + t, (f·x/z + c, f·y/z + c)."""
+    p = np.einsum("bij,bnj->bni", R, points) + t[:, None]
+    return f * p[..., :2] / p[..., 2:3] + c
+
+
+def test_prediction_shapes_and_geometry(model, images):
+    pred = forward(model, images)
+    assert isinstance(pred, Prediction)
+    shapes = {k: getattr(pred, k).shape for k in ("landmarks3d", "landmarks2d", "scale_tril", "rotation", "translation")}
+    assert shapes == {"landmarks3d": (2, 98, 3), "landmarks2d": (2, 98, 2), "scale_tril": (2, 98, 2, 2),
+                      "rotation": (2, 3, 3), "translation": (2, 3)}
+    R = np.asarray(pred.rotation, np.float64)
+    np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-5)
+    np.testing.assert_allclose(pred.landmarks2d, pinhole(np.asarray(pred.landmarks3d), R, np.asarray(pred.translation)),
+                               atol=1e-5)
+    L = np.asarray(pred.scale_tril)
+    assert np.all(L[..., 0, 1] == 0) and np.all(L[..., 0, 0] > 0) and np.all(L[..., 1, 1] > 0)
+    # Camera centre −Rᵀ t̂ lies near the sphere of radius 2.7 (t̂ = t̄(R̂) + small Δt̂).
+    centre = -np.einsum("bji,bj->bi", R, np.asarray(pred.translation))
+    np.testing.assert_allclose(np.linalg.norm(centre, axis=-1), 2.7, atol=0.05)
+    # …and looks at the look-at point (0, 0, 0.2): it projects near the image centre.
+    look_at = np.broadcast_to([0.0, 0.0, 0.2], (2, 1, 3))
+    np.testing.assert_allclose(pinhole(look_at, R, np.asarray(pred.translation))[:, 0], 0.5, atol=0.01)
+
+
+def test_initial_prediction_is_template_seen_frontally(model, images):
+    pred = forward(model, images)
+    np.testing.assert_allclose(pred.landmarks3d, np.broadcast_to(template(), (2, 98, 3)), atol=0.01)
+    # Frontal camera on the sphere: centre (0, 0, 2.7), axes x right, y down, z toward −z world.
+    R0 = np.broadcast_to(np.diag([1.0, -1.0, -1.0]), (2, 3, 3))
+    expected = pinhole(np.broadcast_to(template(), (2, 98, 3)), R0, np.broadcast_to([0.0, 0.0, 2.7], (2, 3)))
+    np.testing.assert_allclose(pred.landmarks2d, expected, atol=0.02)
+    np.testing.assert_allclose(pred.scale_tril[..., 0, 0], 0.02, rtol=0.2)
+
+
+def test_uint8_and_float_inputs_agree(model, images):
+    a = forward(model, images).landmarks2d
+    b = forward(model, images.astype(np.float32) / 255.0).landmarks2d
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_template_is_state_not_param(model):
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    assert "template" not in params
+    assert isinstance(model.template, Template) and not isinstance(model.template, nnx.Param)
+    np.testing.assert_array_equal(nnx.state(model, Template).to_pure_dict()["template"], template())
+    n = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    assert n == parameter_counts(model)["total"] == count_parameters(model)
+
+
+def test_gradients_reach_every_parameter(model, images):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    target = np.random.default_rng(2).uniform(0.3, 0.7, (2, 98, 2)).astype(np.float32)
+
+    def loss(p):
+        pred = nnx.merge(graphdef, p, rest)(images)
+        return losses.laplacian_nll(target, pred.landmarks2d, pred.scale_tril) + jnp.mean(pred.translation**2)
+
+    grads = jax.jit(jax.grad(loss))(params)
+    flat = jax.tree_util.tree_leaves_with_path(grads)
+    assert all(np.all(np.isfinite(g)) for _, g in flat)
+    zero = [jax.tree_util.keystr(k) for k, g in flat if not np.any(np.asarray(g) != 0)]
+    assert not zero, f"parameters without gradient: {zero}"
+
+
+def vit_b16_count():
+    """Closed-form parameter count of CLIP ViT-B/16's image tower without its 768→512 proj."""
+    w, layers, patch, tokens = 768, 12, 16, 197
+    block = 2 * 2 * w + 4 * (w * w + w) + (w * 4 * w + 4 * w) + (4 * w * w + w)
+    return 3 * patch * patch * w + w + tokens * w + 2 * w + layers * block + 2 * w
+
+
+def test_vit_b16_parameter_count_without_allocating():
+    enc = nnx.eval_shape(lambda: VisionTransformer(768, 12, 12, 16, 224, rngs=nnx.Rngs(0)))
+    n = count_parameters(enc)
+    assert n == vit_b16_count() == 85_798_656 + 768  # ≈ 86M, FaRL's image tower
+    print(f"ViT-B/16 encoder parameters: {n:,}")
+
+
+@pytest.mark.parametrize("name,torchvision_without_fc", [("resnet50", 23_508_032), ("resnet152", 58_143_808)])
+def test_resnet_parameter_counts_match_torchvision(name, torchvision_without_fc):
+    c = tiny_config()
+    c.encoder = name
+    m = nnx.eval_shape(lambda: build_model(c, template(), rngs=nnx.Rngs(0)))
+    # torchvision resnet50/152 minus the 2048→1000 fc, plus our 7×7 token positional embedding.
+    assert count_parameters(m.encoder) == torchvision_without_fc + 49 * 2048
+    print(name, parameter_counts(m))
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_small_resnet_tokens_and_norm_modes(norm, images):
+    enc = ResNet((1, 1, 1, 1), base_width=8, image_size=64, norm=norm, groups=4, rngs=nnx.Rngs(0))
+    small = images[:, :64, :64]
+    tokens = forward(enc, small)
+    assert tokens.shape == (2, 4, 8 * 32)
+    assert np.all(np.isfinite(tokens))
+    enc.eval()
+    frozen = forward(enc, small)
+    if norm == "batch":  # running statistics (initial: mean 0, var 1) differ from the batch statistics
+        assert not np.allclose(frozen, tokens, atol=1e-3)
+    else:  # GroupNorm has no train/eval difference
+        np.testing.assert_allclose(frozen, tokens, atol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors(model):
+    with pytest.raises(ValueError, match="224"):
+        model(np.zeros((1, 112, 112, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
+        model(np.zeros((1, 224, 224), np.uint8))
+    with pytest.raises(ValueError, match="uint8 or float"):
+        model(np.zeros((1, 224, 224, 3), np.int32))
+    with pytest.raises(ValueError, match="template"):
+        build_model(tiny_config(), np.zeros((68, 3)), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="template"):
+        build_model(tiny_config(), np.full((98, 3), np.nan), rngs=nnx.Rngs(0))
+    c = tiny_config()
+    c.encoder = "vgg"
+    with pytest.raises(ValueError, match="model.encoder"):
+        build_model(c, template(), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="divisible"):
+        VisionTransformer(30, 1, 4, 16, 224, rngs=nnx.Rngs(0))
+
+
+def test_default_config_builds():
+    m = nnx.eval_shape(lambda: build_model(get_config().model, template(), rngs=nnx.Rngs(0)))
+    assert isinstance(m, FaceLiftRegressor)
+    # width 96, depth 4, patch 16 ViT: same closed form as ViT-B/16 with these sizes.
+    w = 96
+    block = 4 * w + 4 * (w * w + w) + (4 * w * w + 4 * w) + (4 * w * w + w)
+    assert parameter_counts(m)["encoder"] == 3 * 16 * 16 * w + w + 197 * w + 2 * w + 4 * block + 2 * w
+
+
+def test_prediction_camera_reprojects(model, images):
+    pred = forward(model, images)
+    from facelift_jax import camera
+
+    cam = pred.camera()
+    np.testing.assert_allclose(camera.project(pred.landmarks3d, cam), pred.landmarks2d, atol=1e-6)
+    np.testing.assert_allclose(cam.K[0], [[2985.29 / 700, 0, 0.5], [0, 2985.29 / 700, 0.5], [0, 0, 1]], rtol=1e-6)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs(images):
+    c = tiny_config()
+    c.dtype = "bfloat16"
+    m = build_model(c, template(), rngs=nnx.Rngs(0))
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(nnx.state(m, nnx.Param)))
+    pred = forward(m, images)
+    assert pred.landmarks2d.dtype == jnp.float32 and np.all(np.isfinite(pred.landmarks2d))
+    ref = forward(build_model(tiny_config(), template(), rngs=nnx.Rngs(0)), images)
+    np.testing.assert_allclose(pred.landmarks2d, ref.landmarks2d, atol=5e-3)
+
+
+@pytest.mark.slow
+def test_a_few_adam_steps_fit_one_batch():
+    """Training sanity: the regressor can move its 2D landmarks onto a fixed target."""
+    import optax
+
+    c = tiny_config()
+    c.vit.update(image_size=64, patch=16)
+    m = build_model(c, template(), rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    target = np.asarray(forward(m, images).landmarks2d) + rng.normal(0, 0.03, (2, 98, 2)).astype(np.float32)
+    graphdef, params, rest = nnx.split(m, nnx.Param, ...)
+    tx = optax.adam(3e-3)
+
+    def loss_fn(p):
+        pred = nnx.merge(graphdef, p, rest)(images)
+        return jnp.mean(jnp.sum((pred.landmarks2d - target) ** 2, -1))
+
+    @jax.jit
+    def step(p, s):
+        loss, g = jax.value_and_grad(loss_fn)(p)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s, loss
+
+    state = tx.init(params)
+    first = None
+    for _ in range(60):
+        params, state, loss = step(params, state)
+        first = float(loss) if first is None else first
+    assert np.isfinite(float(loss)) and float(loss) < 0.2 * first
