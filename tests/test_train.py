@@ -83,6 +83,7 @@ def test_one_step_smoke(tmp_path, data_dir):
     _assert_trees_close(exported, _params_at(workdir, 1), atol=0)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted(tmp_path, data_dir):
     config = tiny_config()
     config.train.update(num_steps=4, checkpoint_every=2, eval_every=-1, export=False, log_every=2)
@@ -145,15 +146,19 @@ def _one_step(data_dir, devices: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_two_devices_same_loss_as_one(data_dir):
     one, two = _one_step(data_dir, 1), _one_step(data_dir, 2)
     assert one["devices"] == 1 and two["devices"] == 2
     assert "data" in two["sharding"]  # the batch really is split over the two devices
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
-    np.testing.assert_allclose(two["params"], one["params"], atol=1e-6)
+    # Adam's first step moves every parameter by ≈ lr = 3e-4; reduction-order noise in g/√v of
+    # near-zero gradients stays ~1e-6, a wrong (e.g. un-averaged) gradient would not.
+    np.testing.assert_allclose(two["params"], one["params"], atol=2e-5)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
     config = tiny_config()
     config.train.update(num_steps=2, checkpoint_every=2, eval_every=-1, export=False)
@@ -161,8 +166,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir
     train.train_and_evaluate(config, workdir)
     good = _params_at(workdir, 2)
     config.train.num_steps = 4
-    config.optim.learning_rate = 1e38  # the next update overflows the parameters
-    config.optim.clip_norm = 0.0
+    config.optim.learning_rate = 1e38  # the next update overflows the parameters (their norm → inf)
     with pytest.raises(train.NonFiniteLossError, match="step 3"):
         train.train_and_evaluate(config, workdir)
     assert checkpointing.latest_step(workdir / "checkpoints") == 2
