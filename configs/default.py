@@ -1,8 +1,25 @@
 """Default config: the embedded synthetic source, a tiny ViT, train + eval on a 2-core CPU.
 
 Run:     python -m facelift_jax.train --config configs/default.py --workdir runs/default
-Runtime: (to be measured; target < 20 min on a 2-core CPU, preprocessing included)
-Result:  (to be measured: held-out NMLC vs the template baseline)
+
+Measured (2026-11-24, 2-core CPU shared with other jobs; this config, from an EMPTY workdir):
+  * 14.5 min wall (preprocessing ~1.5 min, held-out test set, 1,500 steps of 8 multi-view + 4
+    multi-frame images at 128², 2 evaluations, plots, export), 24.6 images/s over training with a
+    pytest run competing for the CPU for most of it (~41 images/s while the CPU was otherwise free;
+    the previous 224², 4+4 config ran at 20 images/s).
+Result:  held-out multi-view NMLC 25.3 (full face, ×100) against the template baseline's 3.16
+  (template projected with the TRUE pose); NME 27.0 vs 2.80; pose error 54.0°; video frames NME
+  11.8 vs 2.38, pose error 26.5°. The model does NOT approach the template baseline on this budget.
+  The labels, cameras and rotation conventions were checked on real training batches (the 2D
+  target equals the projection of the 3D pseudo-label with the render camera; the landmarks overlay
+  the rendered faces; the model's R̂ is world→camera like the target; a fixed batch overfits to a
+  0.02 rad geodesic loss in 50 steps), so this is sample efficiency, not a bug: the head pose is
+  regressed from scratch (no FaRL weights) over the paper's camera space (azimuth ±110°,
+  elevation ±60°, roll ±90°), and in 1,500 steps the geodesic loss only falls from 1.2 rad
+  (predicting the frontal pose) to ~0.95 rad. Shorter runs (450-600 steps) learned pose no faster
+  with the pose loss alone (1.2 → 1.11 rad), with a small ResNet-50 encoder (base width 16), or
+  with the camera ranges narrowed to ±60°/±30°/±30° (0.61 → 0.56 rad, frontal guess 0.6). The
+  baseline is given the exact pose; matching it needs a pose error of a few degrees.
 
 Schema shared by every stage (preprocess, train, evaluate); other configs start from this one.
 """
@@ -16,7 +33,7 @@ from facelift_jax.synthetic.generator import default_config as synthetic_config
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.image_size = 224  # model input and render size
+    c.image_size = 128  # model input and render size (CPU-sized, a multiple of 32 for the ResNet ablations; paper: 224)
 
     # Sources of faces. Names are resolved in facelift_jax/sources.py; "ide3d", "pyfacer",
     # "mediapipe" are reached through the top-level bridges package (torch / tflite).
@@ -60,7 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict(dict(
         encoder="vit",          # "vit", "resnet50", "resnet152"
-        vit=ml_collections.ConfigDict(dict(width=96, depth=4, heads=4, patch=16, image_size=224, mlp_ratio=4)),
+        vit=ml_collections.ConfigDict(dict(width=96, depth=4, heads=4, patch=16, image_size=128, mlp_ratio=4)),
         # ResNet alternative: norm "group" (default; model = pure function of nnx.Param) or "batch".
         resnet=ml_collections.ConfigDict(dict(base_width=64, norm="group", groups=32)),
         decoder=ml_collections.ConfigDict(dict(width=96, depth=3, heads=4, mlp_ratio=4)),
@@ -87,13 +104,13 @@ def get_config() -> ml_collections.ConfigDict:
     # CPU-sized run: the 3D and pose terms up-weighted against the 2D LLL, whose learnable
     # uncertainty otherwise lets a short run settle on a frontal pose (measured: 66° pose error).
     c.loss.update(w_landmarks3d=100.0, w_translation=10.0, w_geodesic=10.0)
-    c.batch = ml_collections.ConfigDict(dict(multiview=4, multiframe=4))
+    c.batch = ml_collections.ConfigDict(dict(multiview=8, multiframe=4))
     c.optim = ml_collections.ConfigDict(dict(
-        learning_rate=3e-4, decay_rate=0.9, decay_epochs=3, steps_per_epoch=100,
+        learning_rate=1e-3, decay_rate=0.9, decay_epochs=3, steps_per_epoch=100,
         clip_norm=1.0,          # global gradient norm clip; 0 disables
         warmup_steps=100))      # linear warm-up before the exponential decay; 0 disables
     c.train = ml_collections.ConfigDict(dict(
-        num_steps=1500, log_every=25, eval_every=500, checkpoint_every=250, keep_checkpoints=3,
+        num_steps=1500, log_every=25, eval_every=750, checkpoint_every=250, keep_checkpoints=3,
         async_checkpoint=True,
         plot_examples=8,        # test predictions drawn in the final PNG grid
         export=True))           # write workdir/export (export.py) at the end

@@ -6,6 +6,7 @@ torch detector and the CelebV-HQ clips; on the order of days on one GPU, as in t
     python -m facelift_jax.train --config configs/paper.py --workdir runs/paper \
         --config.ide3d.repo=/path/to/IDE-3D --config.ide3d.checkpoint=/path/to/ide3d-ffhq-64-512.pkl \
         --config.pyfacer.weights=/path/to/face_alignment.farl.wflw.pt \
+        --config.model.pretrained=/path/to/FaRL-Base-Patch16-LAIONFace20M-ep64.pth \
         --config.preprocess.video_dir=/path/to/celebvhq/35666
 
 Settings from §4: the first 10K CelebV-HQ videos and the first 10K GAN seeds; 224² renders and
@@ -44,6 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.encoder = "vit"
     c.model.vit = ml_collections.ConfigDict(dict(width=768, depth=12, heads=12, patch=16, image_size=224, mlp_ratio=4))
     c.model.decoder.update(dict(width=768, depth=3, heads=12, mlp_ratio=4))
+
+    c.model.pretrained = ""  # path to FaRL-Base-Patch16-LAIONFace20M-ep64.pth (--config.model.pretrained=...)
+    # Eq. (3) as written: every term weight 1 (default.py up-weights 3D/pose for its short CPU run).
+    c.loss.update(w_landmarks3d=1.0, w_translation=1.0, w_lll_multiview=1.0, w_geodesic=1.0, w_multiframe=1.0)
 
     c.batch.multiview = 4
     c.batch.multiframe = 4

@@ -19,7 +19,8 @@ def template():
 
 def tiny_config():
     c = get_config().model
-    c.vit.update(width=32, depth=2, heads=2, patch=32)
+    # These tests use 224² inputs (the paper's size), whatever the CPU default's image_size is.
+    c.vit.update(width=32, depth=2, heads=2, patch=32, image_size=224)
     c.decoder.update(width=32, depth=2, heads=2)
     return c
 
@@ -163,12 +164,14 @@ def test_bad_inputs_raise_clear_errors(model):
 
 
 def test_default_config_builds():
-    m = nnx.eval_shape(lambda: build_model(get_config().model, template(), rngs=nnx.Rngs(0)))
+    config = get_config()
+    m = nnx.eval_shape(lambda: build_model(config.model, template(), rngs=nnx.Rngs(0)))
     assert isinstance(m, FaceLiftRegressor)
     # width 96, depth 4, patch 16 ViT: same closed form as ViT-B/16 with these sizes.
-    w = 96
+    w, tokens = 96, (config.image_size // 16) ** 2 + 1
+    assert config.model.vit.image_size == config.image_size
     block = 4 * w + 4 * (w * w + w) + (4 * w * w + 4 * w) + (4 * w * w + w)
-    assert parameter_counts(m)["encoder"] == 3 * 16 * 16 * w + w + 197 * w + 2 * w + 4 * block + 2 * w
+    assert parameter_counts(m)["encoder"] == 3 * 16 * 16 * w + w + tokens * w + 2 * w + 4 * block + 2 * w
 
 
 def test_prediction_camera_reprojects(model, images):
