@@ -7,17 +7,10 @@ The number of optimization steps is the base config's (the same training budget 
 samples); on the ``default`` base both counts become 1/10 of the base's.
 """
 
-from configs import base_config
+from configs import with_samples
 
 SAMPLES = 1_000
 
 
 def get_config(base: str = "paper"):
-    c = base_config(base)
-    if (base or "paper") == "paper":
-        c.preprocess.num_latents = SAMPLES
-        c.preprocess.num_videos = SAMPLES
-    else:
-        c.preprocess.num_latents = max(c.preprocess.num_latents // 10, 1)
-        c.preprocess.num_videos = max(c.preprocess.num_videos // 10, 1)
-    return c
+    return with_samples(base, SAMPLES)
