@@ -16,6 +16,11 @@ into a temporary directory and renames it to ``<step>`` only when every item is 
 process killed mid-save leaves no directory that ``latest_step``/``restore_latest`` would pick
 up. ``keep`` bounds the number of checkpoints on disk (oldest deleted first).
 
+Restores first compare the stored tree structure and array shapes (orbax's item metadata) with the
+targets and raise a ``ValueError`` naming the item, the checkpoint and what differs: a run resumed
+with another optimizer (e.g. ``optim.clip_norm`` switched on or off) or another model size fails
+with that instead of an orbax tree/tensorstore error.
+
 Exports (``save_export``/``load_export``) are what inference needs: the parameters only, as host
 numpy arrays (so they restore on any device topology), plus a JSON metadata file (model config,
 template, landmark definition, ...).
@@ -48,6 +53,78 @@ class Restored:
     opt_state: Any
     data_state: dict | None
     meta: dict
+
+
+_HINTS = {
+    "opt_state": "the optimizer built from the config differs from the checkpointed one — did optim.clip_norm "
+                 "or the model config change? Use a new workdir or the old config.",
+    "params": "the model built from the config differs from the checkpointed one — did the model config "
+              "(or image_size) change? Use a new workdir or the old config.",
+}
+_MAX_LISTED = 5
+
+
+def _handler_registry():
+    """Handlers for the four items, so item metadata can be read before anything is restored."""
+    return ocp.handlers.create_default_handler_registry(
+        params=ocp.StandardCheckpointHandler(), opt_state=ocp.StandardCheckpointHandler(),
+        data=ocp.JsonCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
+
+
+def _key_name(entry) -> str:
+    for attr in ("key", "idx", "name"):  # DictKey / FlattenedIndexKey, SequenceKey, GetAttrKey
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _flat_shapes(tree) -> dict[str, tuple | None]:
+    """{"a/0/kernel": shape} over the leaves of ``tree``; keys as orbax names them (dict keys and
+    sequence indices as strings, namedtuple fields by name). Shape None when the leaf has none."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    out = {}
+    for path, leaf in leaves:
+        shape = getattr(leaf, "shape", None)
+        out["/".join(_key_name(e) for e in path) or "<root>"] = None if shape is None else tuple(shape)
+    return out
+
+
+def _listed(keys) -> str:
+    keys = sorted(keys)
+    more = f" … (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
+    return ", ".join(keys[:_MAX_LISTED]) + more
+
+
+def _check_item(manager, directory, step: int, item: str, abstract_target) -> None:
+    """Raise a ValueError when the saved ``item`` of ``step`` differs in key paths or array shapes
+    from ``abstract_target``. Without readable metadata (old or foreign checkpoints) it checks
+    nothing and leaves the errors to orbax."""
+    try:
+        metadata = manager.item_metadata(int(step))[item]
+    except Exception:  # noqa: BLE001 — best effort: the restore itself reports real I/O errors
+        return
+    if metadata is None:
+        return
+    saved = _flat_shapes(getattr(metadata, "tree", metadata))
+    expected = _flat_shapes(abstract_target)
+    only_saved = saved.keys() - expected.keys()
+    only_expected = expected.keys() - saved.keys()
+    shapes = [f"{k}: saved {saved[k]} vs expected {expected[k]}" for k in sorted(saved.keys() & expected.keys())
+              if saved[k] is not None and expected[k] is not None and saved[k] != expected[k]]
+    if not (only_saved or only_expected or shapes):
+        return
+    problems = []
+    if only_saved or only_expected:
+        problems.append(f"tree structures differ ({len(saved)} saved leaves, {len(expected)} expected)")
+        if only_saved:
+            problems.append(f"only in the checkpoint: {_listed(only_saved)}")
+        if only_expected:
+            problems.append(f"only in the expected tree: {_listed(only_expected)}")
+    if shapes:
+        more = f" … (+{len(shapes) - _MAX_LISTED} more)" if len(shapes) > _MAX_LISTED else ""
+        problems.append(f"{len(shapes)} shape(s) differ: " + "; ".join(shapes[:_MAX_LISTED]) + more)
+    raise ValueError(f"cannot restore {item!r} from the checkpoint of step {step} in {directory}: "
+                     + "; ".join(problems) + f". Hint: {_HINTS.get(item, 'use a new workdir or the old config.')}")
 
 
 def _abstract(tree):
@@ -87,7 +164,7 @@ class Checkpointer:
             # Leftovers of a killed save are removed when the next manager opens the directory.
             cleanup_tmp_directories=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        self._manager = ocp.CheckpointManager(self.directory, options=options, handler_registry=_handler_registry())
 
     def should_save(self, step: int) -> bool:
         return step > 0 and step % self.every == 0
@@ -112,12 +189,18 @@ class Checkpointer:
 
     def restore(self, step: int, abstract_params, abstract_opt) -> Restored:
         """Restore ``step``; ``abstract_*`` are trees of arrays or ShapeDtypeStructs (with shardings)
-        giving the structure, dtypes and placement of the result."""
+        giving the structure, dtypes and placement of the result.
+
+        Raises ValueError (naming the item, step and directory) when the saved params or optimizer
+        state differ from the targets in tree structure or array shapes."""
         if step not in self._manager.all_steps():
             raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}")
+        abstract_params, abstract_opt = _abstract(abstract_params), _abstract(abstract_opt)
+        _check_item(self._manager, self.directory, step, "params", abstract_params)
+        _check_item(self._manager, self.directory, step, "opt_state", abstract_opt)
         out = self._manager.restore(int(step), args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(_abstract(abstract_params)),
-            opt_state=ocp.args.StandardRestore(_abstract(abstract_opt)),
+            params=ocp.args.StandardRestore(abstract_params),
+            opt_state=ocp.args.StandardRestore(abstract_opt),
             data=ocp.args.JsonRestore(),
             meta=ocp.args.JsonRestore(),
         ))
@@ -126,7 +209,7 @@ class Checkpointer:
                         meta=dict(out["meta"]))
 
     def restore_latest(self, abstract_params, abstract_opt) -> Restored | None:
-        """The newest complete checkpoint, or None if there is none."""
+        """The newest complete checkpoint, or None if there is none (ValueError as in ``restore``)."""
         step = self.latest_step()
         return None if step is None else self.restore(step, abstract_params, abstract_opt)
 
@@ -155,23 +238,26 @@ def latest_step(checkpoint_dir) -> int | None:
     if not checkpoint_dir.is_dir():
         return None
     with ocp.CheckpointManager(checkpoint_dir.absolute(), options=_read_only_options(),
-                               item_names=ITEMS) as manager:
+                               handler_registry=_handler_registry()) as manager:
         return manager.latest_step()
 
 
 def restore_params(checkpoint_dir, abstract_params, step: int | None = None):
-    """Only the ``params`` item of a training checkpoint (the newest one unless ``step``)."""
+    """Only the ``params`` item of a training checkpoint (the newest one unless ``step``); ValueError
+    when its structure or shapes differ from ``abstract_params``."""
     checkpoint_dir = pathlib.Path(checkpoint_dir).absolute()
     if not checkpoint_dir.is_dir():
         raise FileNotFoundError(f"checkpoint directory {checkpoint_dir} does not exist")
     with ocp.CheckpointManager(checkpoint_dir, options=_read_only_options(),
-                               item_names=ITEMS) as manager:
+                               handler_registry=_handler_registry()) as manager:
         step = manager.latest_step() if step is None else step
         if step is None or step not in manager.all_steps():
             raise FileNotFoundError(
                 f"no complete checkpoint{'' if step is None else f' for step {step}'} in {checkpoint_dir}")
+        abstract_params = _abstract(abstract_params)
+        _check_item(manager, checkpoint_dir, step, "params", abstract_params)
         out = manager.restore(int(step), args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(_abstract(abstract_params))))
+            params=ocp.args.StandardRestore(abstract_params)))
         return out["params"]
 
 

@@ -144,3 +144,61 @@ def test_export_errors(tmp_path):
         checkpointing.restore_params(tmp_path / "nothing", _params())
     with pytest.raises(ValueError, match="keep"):
         checkpointing.Checkpointer(tmp_path / "c", keep=0)
+
+
+def _save_one(directory, params, opt_state, step=4):
+    with checkpointing.Checkpointer(directory) as ck:
+        ck.save(step, params, opt_state, None, {})
+
+
+def test_restore_with_another_optimizer_names_opt_state(tmp_path):
+    # Saved with optim.clip_norm > 0 (train.make_optimizer: chain(clip_by_global_norm, adam)),
+    # resumed with clip_norm = 0 (plain adam): same leaves, different tree paths.
+    params = _params(1.0)
+    clipped = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    _save_one(tmp_path / "ck", params, clipped.init(params))
+    plain = optax.adam(1e-3)
+    with checkpointing.Checkpointer(tmp_path / "ck") as ck:
+        with pytest.raises(ValueError) as info:
+            ck.restore_latest(_params(0.0), plain.init(_params(0.0)))
+        # restore(step) goes through the same check.
+        with pytest.raises(ValueError, match="cannot restore 'opt_state'"):
+            ck.restore(4, _params(0.0), plain.init(_params(0.0)))
+        # The matching optimizer still restores.
+        assert ck.restore_latest(_params(0.0), clipped.init(_params(0.0))).step == 4
+    msg = str(info.value)
+    assert "cannot restore 'opt_state'" in msg
+    assert f"step 4 in {tmp_path / 'ck'}" in msg
+    assert "only in the checkpoint: 1/0/count" in msg  # the clip state shifts adam's state to index 1
+    assert "only in the expected tree: 0/count" in msg
+    assert "optim.clip_norm" in msg and "new workdir" in msg
+
+
+def test_restore_with_changed_param_shape_names_params_and_shapes(tmp_path):
+    params = _params(1.0)
+    params["encoder"][0]["bias"] = np.zeros((96,), np.float32)
+    tx = optax.adam(1e-3)
+    _save_one(tmp_path / "ck", params, tx.init(params))
+    wider = _params(0.0)
+    wider["encoder"][0]["bias"] = np.zeros((128,), np.float32)
+    with checkpointing.Checkpointer(tmp_path / "ck") as ck:
+        with pytest.raises(ValueError) as info:
+            ck.restore_latest(wider, tx.init(wider))
+    msg = str(info.value)
+    assert "cannot restore 'params'" in msg and f"step 4 in {tmp_path / 'ck'}" in msg
+    assert "encoder/0/bias: saved (96,) vs expected (128,)" in msg
+    assert "model config" in msg
+    # The params-only restore (export, evaluation) checks too; the right shapes still load.
+    with pytest.raises(ValueError, match=r"cannot restore 'params'.*saved \(96,\) vs expected \(128,\)"):
+        checkpointing.restore_params(tmp_path / "ck", wider)
+    assert checkpointing.restore_params(tmp_path / "ck", _params(0.0) | {"encoder": params["encoder"]}) is not None
+
+
+def test_restore_with_missing_param_names_the_key(tmp_path):
+    params = _params(1.0)
+    tx = optax.sgd(0.1)
+    _save_one(tmp_path / "ck", params, tx.init(params))
+    extra = _params(0.0)
+    extra["head"]["offset"] = np.zeros((2,), np.float32)
+    with pytest.raises(ValueError, match=r"cannot restore 'params'.*only in the expected tree: head/offset"):
+        checkpointing.restore_params(tmp_path / "ck", extra)

@@ -6,6 +6,12 @@ patches), ≈ 86M parameters. Parameter names mirror the torch state dict under 
 ``resblocks[i]`` (``ln_1``, ``attn.{q,k,v,out}_proj``, ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj``),
 ``ln_post``. CLIP's final ``proj`` (768→512, the contrastive embedding) is not part of this
 encoder: the regressor consumes all tokens, not the pooled embedding.
+
+``stem="conv"`` replaces the patch embedding by a convolutional stem (Xiao et al., "Early
+Convolutions Help Transformers See Better", 2021): log2(patch) 3×3 stride-2 convolutions (each
+GroupNorm + GELU, channels doubling up to the width) and a 1×1 projection. Same token grid, a few
+percent more compute; a from-scratch ViT trained with it converges in far fewer steps, which is
+what the CPU-sized configs need. FaRL/CLIP weights only fit ``stem="patch"`` (the default).
 """
 
 from __future__ import annotations
@@ -13,10 +19,41 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from facelift_jax.model.layers import ResidualAttentionBlock, images_to_unit_float, layer_norm
+from facelift_jax.model.layers import ResidualAttentionBlock, gelu, images_to_unit_float, layer_norm
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+STEMS = ("patch", "conv")
+
+
+class ConvStem(nnx.Module):
+    """(B, S, S, 3) → (B, S/patch, S/patch, width): 3×3/2 convs (GroupNorm, GELU), then 1×1 to width."""
+
+    def __init__(self, patch: int, width: int, channels=None, *, dtype, rngs: nnx.Rngs):
+        n = patch.bit_length() - 1
+        if patch < 2 or 2**n != patch:
+            raise ValueError(f"stem='conv' needs a power-of-two patch >= 2, got {patch}")
+        # Default channels double up to the width, e.g. width 96, patch 16: 12, 24, 48, 96.
+        chans = list(channels) if channels else [max(width // 2 ** (n - i - 1), 8) for i in range(n)]
+        if len(chans) != n:
+            raise ValueError(f"stem_channels needs log2(patch) = {n} entries, got {tuple(chans)}")
+        self.convs = nnx.List()
+        self.norms = nnx.List()
+        cin = 3
+        for c in chans:
+            self.convs.append(nnx.Conv(cin, c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False,
+                                       dtype=dtype, rngs=rngs))
+            groups = next(g for g in (8, 4, 2, 1) if c % g == 0)
+            self.norms.append(nnx.GroupNorm(c, groups, epsilon=1e-5, dtype=dtype, rngs=rngs))
+            cin = c
+        self.proj = nnx.Conv(cin, width, (1, 1), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        for conv, norm in zip(self.convs, self.norms):
+            x = gelu(norm(conv(x)))
+        return self.proj(x)
 
 
 class VisionTransformer(nnx.Module):
@@ -27,15 +64,23 @@ class VisionTransformer(nnx.Module):
     """
 
     def __init__(self, width: int = 768, depth: int = 12, heads: int = 12, patch: int = 16,
-                 image_size: int = 224, mlp_ratio: float = 4.0, *, dtype=jnp.float32, rngs: nnx.Rngs):
+                 image_size: int = 224, mlp_ratio: float = 4.0, stem: str = "patch", stem_channels=None, *,
+                 dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        if stem not in STEMS:
+            raise ValueError(f"unknown ViT stem {stem!r}; choose from {STEMS}")
         if image_size % patch:
             raise ValueError(f"image_size {image_size} is not a multiple of patch {patch}")
         self.image_size, self.patch, self.width = image_size, patch, width
         self.dtype = dtype
         grid = image_size // patch
         scale = width**-0.5  # CLIP's init of the embeddings
-        self.conv1 = nnx.Conv(3, width, (patch, patch), strides=(patch, patch), padding="VALID",
-                              use_bias=False, dtype=dtype, rngs=rngs)
+        self.stem = stem
+        if stem == "patch":
+            self.conv1 = nnx.Conv(3, width, (patch, patch), strides=(patch, patch), padding="VALID",
+                                  use_bias=False, dtype=dtype, rngs=rngs)
+        else:
+            self.conv_stem = ConvStem(patch, width, stem_channels, dtype=dtype, rngs=rngs)
         self.class_embedding = nnx.Param(scale * nnx.initializers.normal(1.0)(rngs.params(), (width,)))
         self.positional_embedding = nnx.Param(
             scale * nnx.initializers.normal(1.0)(rngs.params(), (grid * grid + 1, width)))
@@ -52,7 +97,8 @@ class VisionTransformer(nnx.Module):
     def __call__(self, images):
         x = images_to_unit_float(images, self.image_size)
         x = (x - jnp.asarray(CLIP_MEAN)) / jnp.asarray(CLIP_STD)
-        x = self.conv1(x.astype(self.dtype))  # (B, g, g, width)
+        embed = self.conv1 if self.stem == "patch" else self.conv_stem
+        x = embed(x.astype(self.dtype))  # (B, g, g, width)
         x = x.reshape(x.shape[0], -1, x.shape[-1])
         cls = jnp.broadcast_to(self.class_embedding[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
         x = jnp.concatenate([cls, x], axis=1) + self.positional_embedding[...].astype(x.dtype)

@@ -1,0 +1,190 @@
+"""Training throughput: the jitted step alone vs the input pipeline alone vs both, in the same run.
+
+    .venv/bin/python benchmarks/bench_train.py                      # default config, batch 8 + 4
+    .venv/bin/python benchmarks/bench_train.py --steps 5 --image-size 48 --vit-width 16 --vit-depth 1
+    .venv/bin/python benchmarks/bench_train.py --workdir runs/default  # the data/ of an existing run
+
+configs/default.py (or ``--config``), shrunk by the flags, with its real library pieces
+(train.create_train_state, train.make_train_step, data.train_iterator, views.normal_template):
+
+  (a) step     — the jitted train step on ONE fixed batch (placed with train.Placement), repeated,
+                 blocking on every step's metrics: the step's own speed, no input;
+  (b) pipeline — ``next()`` on the training iterator alone (grain: multi-view renders + decoded
+                 video frames, ``data.num_threads`` threads, ``data.prefetch`` batches ahead);
+  (c) loop     — what train.train_loop does per step: next(iterator), shard, step, fetch metrics.
+
+Printed: a table of steps/s and images/s, and the ratios (c)/(a) (the fraction of the step's speed
+the real loop keeps: 1 means the input pipeline is free, lower means it costs the step) and
+(b)/(a) (> 1: the pipeline alone is faster than the step). Compilation and warm-up (the first
+renders, grain's thread start, the prefetch buffer) are left out of every timing.
+
+Data: ``--workdir DIR`` uses DIR/data (an existing run's pseudo-labels and videos; preprocessed
+there with the tiny settings below when missing). Without it, a tiny dataset (``--num-latents``
+latents, ``--num-videos`` clips of ``--frames-per-video`` frames) is preprocessed into a temporary
+directory that is removed at the end. Throughput hardly depends on the dataset's size, as long as
+it holds more than a batch. On a shared CPU the pipeline and the step compete for the same cores,
+and timings are noisy: compare the ratios of one run, not absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from facelift_jax import data as data_lib  # noqa: E402
+from facelift_jax import train, views  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(path):
+    spec = importlib.util.spec_from_file_location("_bench_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def make_config(args):
+    c = load_config(args.config)
+    if args.image_size:
+        c.image_size = args.image_size
+        c.model.vit.image_size = args.image_size
+    for section, values in (("vit", dict(width=args.vit_width, depth=args.vit_depth, heads=args.heads)),
+                            ("decoder", dict(width=args.decoder_width, depth=args.decoder_depth, heads=args.heads))):
+        c.model[section].update({k: v for k, v in values.items() if v})
+    c.batch.multiview, c.batch.multiframe = args.multiview, args.multiframe
+    if args.num_threads is not None:
+        c.data.num_threads = args.num_threads
+    if args.prefetch is not None:
+        c.data.prefetch = args.prefetch
+    # Only used when a dataset has to be made (temporary dir, or a --workdir without data/).
+    c.preprocess.update(num_latents=args.num_latents, chunk_size=args.num_latents, num_videos=args.num_videos,
+                        frames_per_video=args.frames_per_video, preview_latents=0)
+    train.check_config(c)
+    return c
+
+
+def timed(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - t0
+
+
+def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
+    placement = train.Placement.create()
+    train.check_batch_divisible(config, jax.device_count())
+    template = data_lib.load_template(data_dir)
+    steps_per_epoch = data_lib.steps_per_epoch(config, data_dir)
+    state = train.create_train_state(config, template, steps_per_epoch, placement)
+    normals = jnp.asarray(views.normal_template(template))
+    train_step = train.make_train_step(state.graphdef, state.tx, state.schedule, config.loss, normals)
+    batches = data_lib.train_iterator(config, data_dir)
+    images_per_step = int(config.batch.multiview) + int(config.batch.multiframe)
+    params, opt_state, counter = state.params, state.opt_state, [0]
+
+    def step(batch):
+        nonlocal params, opt_state
+        params, opt_state, metrics = train_step(params, opt_state, state.rest, batch, jnp.asarray(counter[0]))
+        counter[0] += 1
+        return metrics
+
+    # Compile (and the first renders / grain start-up): not timed.
+    t0 = time.perf_counter()
+    fixed = placement.shard_batch(next(batches))
+    first_batch_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(fixed))
+    compile_s = time.perf_counter() - t0
+
+    # (a) the step alone, on the fixed batch.
+    timed(lambda: jax.block_until_ready(step(fixed)), warmup)
+    step_s = timed(lambda: jax.block_until_ready(step(fixed)), steps)
+
+    # (b) the pipeline alone. The prefetch buffer filled up while (a) ran: drain it (and warm up)
+    # in a tight loop first, so the timing sees batches made at the pipeline's own pace.
+    timed(lambda: next(batches), int(config.data.prefetch) + warmup)
+    pipeline_s = timed(lambda: next(batches), steps)
+
+    # (c) the real loop, as train.train_loop does it (metrics fetched to the host every step).
+    def loop_once():
+        metrics = step(placement.shard_batch(next(batches)))
+        jax.device_get(metrics)
+
+    timed(loop_once, warmup)
+    loop_s = timed(loop_once, steps)
+
+    def rates(seconds):
+        return dict(seconds=seconds, steps_per_s=steps / seconds, images_per_s=steps * images_per_step / seconds)
+
+    return dict(step=rates(step_s), pipeline=rates(pipeline_s), loop=rates(loop_s), compile_s=compile_s,
+                first_batch_s=first_batch_s, images_per_step=images_per_step)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(ROOT / "configs" / "default.py"), help="a configs/*.py file")
+    p.add_argument("--workdir", default="", help="use WORKDIR/data (preprocessed there when missing)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (batches) per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before each measurement")
+    p.add_argument("--multiview", type=int, default=8, help="global multi-view batch")
+    p.add_argument("--multiframe", type=int, default=4, help="global multi-frame batch")
+    p.add_argument("--image-size", type=int, default=0, help="0: the config's (also sets model.vit.image_size)")
+    p.add_argument("--vit-width", type=int, default=0, help="0: the config's (same for the flags below)")
+    p.add_argument("--vit-depth", type=int, default=0)
+    p.add_argument("--decoder-width", type=int, default=0)
+    p.add_argument("--decoder-depth", type=int, default=0)
+    p.add_argument("--heads", type=int, default=0, help="encoder and decoder heads")
+    p.add_argument("--num-threads", type=int, default=None, help="data.num_threads (default: the config's)")
+    p.add_argument("--prefetch", type=int, default=None, help="data.prefetch (default: the config's)")
+    p.add_argument("--num-latents", type=int, default=32, help="tiny dataset: lifted latents")
+    p.add_argument("--num-videos", type=int, default=2, help="tiny dataset: videos")
+    p.add_argument("--frames-per-video", type=int, default=8, help="tiny dataset: frames per video")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be >= 1 and --warmup >= 0")
+    config = make_config(args)
+
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        if args.workdir:
+            data_dir = train.prepare_data(config, pathlib.Path(args.workdir))
+        else:
+            from facelift_jax import preprocess
+
+            t0 = time.perf_counter()
+            data_dir = preprocess.run_preprocess(config, pathlib.Path(tmp) / "data", progress=False)
+            print(f"preprocessed a tiny dataset ({args.num_latents} latents, {args.num_videos}×"
+                  f"{args.frames_per_video} frames) in {time.perf_counter() - t0:.1f} s", flush=True)
+        m, v, d = config.model, config.model.vit, config.model.decoder
+        print(f"jax {jax.__version__} on {jax.device_count()}× {jax.devices()[0].platform}, cpus {os.cpu_count()} | "
+              f"{m.encoder} width {v.width} depth {v.depth}, decoder width {d.width} depth {d.depth}, "
+              f"{config.image_size}², batch {config.batch.multiview} mv + {config.batch.multiframe} mf, "
+              f"data threads {config.data.num_threads} prefetch {config.data.prefetch} | data {data_dir}", flush=True)
+        r = bench(config, data_dir, args.steps, args.warmup)
+
+    print(f"compile + first step {r['compile_s']:.1f} s, first batch {r['first_batch_s']:.1f} s (not timed); "
+          f"{args.steps} timed steps each, {r['images_per_step']} images per step")
+    print(f"{'':28s} {'s/step':>8s} {'steps/s':>8s} {'images/s':>9s}")
+    names = {"step": "(a) step alone (fixed batch)", "pipeline": "(b) input pipeline alone",
+             "loop": "(c) loop: next() + step"}
+    for key, label in names.items():
+        x = r[key]
+        print(f"{label:28s} {x['seconds'] / args.steps:8.4f} {x['steps_per_s']:8.2f} {x['images_per_s']:9.1f}")
+    a = r["step"]["images_per_s"]
+    print(f"ratio (c)/(a) = {r['loop']['images_per_s'] / a:.2f}  (share of the step's speed the real loop keeps; "
+          f"1 = the input pipeline costs nothing)")
+    print(f"ratio (b)/(a) = {r['pipeline']['images_per_s'] / a:.2f}  (> 1: the pipeline alone outruns the step)")
+
+
+if __name__ == "__main__":
+    main()
