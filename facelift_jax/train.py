@@ -363,7 +363,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
         results["plots"] = evaluator.write_report(results, workdir)
     if is_main and config.train.get("export", True):
         results["export"] = str(export(workdir))
+        if evaluator:
+            results["categories"] = category_tables(config, workdir)
     return results
+
+
+def category_tables(config, workdir: pathlib.Path) -> str:
+    """``eval/categories/results.md``: NME/NMLC per region × pose/expression category of the
+    exported model on the held-out set (evaluate.py, the same table as for the benchmarks)."""
+    from facelift_jax import evaluate
+
+    report = evaluate.evaluate(workdir / "export", "synthetic", workdir / "eval" / "categories", config=config,
+                               data_dir=workdir / "data", progress=False)
+    return report["files"]["markdown"]
 
 
 def load_pretrained(config, model) -> None:

@@ -19,7 +19,7 @@ def tiny_config():
     c.preprocess.chunk_size = 8
     c.preprocess.num_videos = 2
     c.preprocess.frames_per_video = 6
-    c.model.vit.update(width=16, depth=1, heads=2, patch=16, image_size=TINY_IMAGE)
+    c.model.vit.update(width=16, depth=1, heads=2, patch=16, image_size=TINY_IMAGE, stem_width=16)
     c.model.decoder.update(width=16, depth=1, heads=2)
     c.batch.multiview = 2
     c.batch.multiframe = 2

@@ -23,6 +23,7 @@ def tiny_config():
     c.image_size = SIZE
     m = c.model
     m.vit.width, m.vit.depth, m.vit.heads, m.vit.patch, m.vit.image_size = 32, 1, 2, 8, SIZE
+    m.vit.stem_width = 16
     m.decoder.width, m.decoder.depth, m.decoder.heads = 32, 1, 2
     # Large output layers so that different images give visibly different predictions.
     m.heads = dict(init_scale=1.0)

@@ -163,9 +163,12 @@ def test_export_round_trip(torch_vit, images):
 def test_load_pretrained_into_regressor_and_mismatch_errors(torch_vit, images, tmp_path):
     path = farl_checkpoint(torch_vit, tmp_path)
     c = get_config().model
-    c.vit.update(width=W, depth=LAYERS, heads=HEADS, patch=PATCH, image_size=RES)
+    c.vit.update(width=W, depth=LAYERS, heads=HEADS, patch=PATCH, image_size=RES, stem="conv")
     c.decoder.update(width=16, depth=1, heads=2)
     template = np.random.default_rng(0).normal(0, 0.1, (98, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="stem='patch'"):  # FaRL weights do not fit a conv stem
+        farl.load_pretrained(build_model(c, template, rngs=nnx.Rngs(0)), path)
+    c.vit.stem = "patch"
     model = build_model(c, template, rngs=nnx.Rngs(0))
     farl.load_pretrained(model, path)
     with torch.no_grad():

@@ -20,7 +20,7 @@ def template():
 def tiny_config():
     c = get_config().model
     # These tests use 224² inputs (the paper's size), whatever the CPU default's image_size is.
-    c.vit.update(width=32, depth=2, heads=2, patch=32, image_size=224)
+    c.vit.update(width=32, depth=2, heads=2, patch=32, image_size=224, stem_width=32)
     c.decoder.update(width=32, depth=2, heads=2)
     return c
 
@@ -167,11 +167,15 @@ def test_default_config_builds():
     config = get_config()
     m = nnx.eval_shape(lambda: build_model(config.model, template(), rngs=nnx.Rngs(0)))
     assert isinstance(m, FaceLiftRegressor)
-    # width 96, depth 4, patch 16 ViT: same closed form as ViT-B/16 with these sizes.
+    # width 96, depth 4, patch 16 ViT: same closed form as ViT-B/16 with these sizes, except the
+    # embedding: a conv stem 3→32→64→128→256 (3×3, no bias; GroupNorm scale+bias) + 1×1 to 96.
     w, tokens = 96, (config.image_size // 16) ** 2 + 1
     assert config.model.vit.image_size == config.image_size
+    assert (config.model.vit.stem, config.model.vit.stem_width) == ("conv", 256)
+    chans = [3, 32, 64, 128, 256]
+    stem = sum(9 * a * b + 2 * b for a, b in zip(chans, chans[1:])) + 256 * w + w
     block = 4 * w + 4 * (w * w + w) + (4 * w * w + 4 * w) + (4 * w * w + w)
-    assert parameter_counts(m)["encoder"] == 3 * 16 * 16 * w + w + tokens * w + 2 * w + 4 * block + 2 * w
+    assert parameter_counts(m)["encoder"] == stem + w + tokens * w + 2 * w + 4 * block + 2 * w
 
 
 def test_prediction_camera_reprojects(model, images):
@@ -224,3 +228,46 @@ def test_a_few_adam_steps_fit_one_batch():
         params, state, loss = step(params, state)
         first = float(loss) if first is None else first
     assert np.isfinite(float(loss)) and float(loss) < 0.2 * first
+
+
+def test_conv_stem_matches_a_torch_reference_forward():
+    """ConvStem = [Conv2d 3×3/2 (pad 1, no bias) → GroupNorm → GELU] × log2(patch) → Conv2d 1×1."""
+    torch = pytest.importorskip("torch")
+    from facelift_jax.model.vit import ConvStem
+
+    stem = ConvStem(8, 24, 16, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    assert [c.out_features for c in stem.convs] == [4, 8, 16]
+    rng = np.random.default_rng(0)
+    for norm in stem.norms:  # non-trivial affine parameters, as after training
+        norm.scale.value = jnp.asarray(rng.normal(1.0, 0.3, norm.scale.shape), jnp.float32)
+        norm.bias.value = jnp.asarray(rng.normal(0.0, 0.3, norm.bias.shape), jnp.float32)
+    layers, cin = [], 3
+    for conv, norm in zip(stem.convs, stem.norms):
+        tc = torch.nn.Conv2d(cin, conv.out_features, 3, 2, 1, bias=False)
+        tc.weight.data = torch.from_numpy(np.asarray(conv.kernel.value).transpose(3, 2, 0, 1).copy())
+        gn = torch.nn.GroupNorm(norm.num_groups, conv.out_features, eps=1e-5)
+        gn.weight.data = torch.from_numpy(np.asarray(norm.scale.value).copy())
+        gn.bias.data = torch.from_numpy(np.asarray(norm.bias.value).copy())
+        layers += [tc, gn, torch.nn.GELU()]
+        cin = conv.out_features
+    proj = torch.nn.Conv2d(cin, 24, 1)
+    proj.weight.data = torch.from_numpy(np.asarray(stem.proj.kernel.value).transpose(3, 2, 0, 1).copy())
+    proj.bias.data = torch.from_numpy(np.asarray(stem.proj.bias.value).copy())
+    reference = torch.nn.Sequential(*layers, proj)
+
+    x = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
+    ours = np.asarray(stem(jnp.asarray(x)))
+    with torch.no_grad():
+        theirs = reference(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    assert ours.shape == (2, 4, 4, 24)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_conv_stem_vit_tokens_and_errors():
+    vit = VisionTransformer(32, 1, 2, 16, 64, stem="conv", stem_width=32, rngs=nnx.Rngs(0))
+    tokens = vit(np.zeros((1, 64, 64, 3), np.uint8))
+    assert tokens.shape == (1, 1 + 16, 32) and not hasattr(vit, "conv1")
+    with pytest.raises(ValueError, match="power-of-two patch"):
+        VisionTransformer(32, 1, 2, 12, 48, stem="conv", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="unknown ViT stem"):
+        VisionTransformer(32, 1, 2, 16, 64, stem="hybrid", rngs=nnx.Rngs(0))

@@ -51,7 +51,7 @@ def test_one_step_smoke(tmp_path, data_dir):
     results = train.train_and_evaluate(config, workdir)
 
     for path in ("config.json", "metrics.jsonl", "checkpoints/1", "export/metadata.json", "eval/results.json",
-                 "plots/training_curves.png", "plots/test_predictions.png"):
+                 "plots/training_curves.png", "plots/test_predictions.png", "eval/categories/results.md"):
         assert (workdir / path).exists(), path
     assert list((workdir / "tb").glob("events.out.tfevents.*"))
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -147,7 +147,7 @@ def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
         v = model_config.vit
         enc = VisionTransformer(int(v.width), int(v.depth), int(v.heads), int(v.patch), int(v.image_size),
                                 float(v.get("mlp_ratio", 4.0)), v.get("stem", "patch"),
-                                v.get("stem_channels", None), dtype=dtype, rngs=rngs)
+                                v.get("stem_width", None), dtype=dtype, rngs=rngs)
         return enc, int(v.width)
     if name in DEPTHS:
         r = model_config.get("resnet", {})

@@ -9,7 +9,7 @@ encoder: the regressor consumes all tokens, not the pooled embedding.
 
 ``stem="conv"`` replaces the patch embedding by a convolutional stem (Xiao et al., "Early
 Convolutions Help Transformers See Better", 2021): log2(patch) 3×3 stride-2 convolutions (each
-GroupNorm + GELU, channels doubling up to the width) and a 1×1 projection. Same token grid, a few
+GroupNorm + GELU, channels doubling up to ``stem_width``) and a 1×1 projection to the width. Same token grid, a few
 percent more compute; a from-scratch ViT trained with it converges in far fewer steps, which is
 what the CPU-sized configs need. FaRL/CLIP weights only fit ``stem="patch"`` (the default).
 """
@@ -31,14 +31,16 @@ STEMS = ("patch", "conv")
 class ConvStem(nnx.Module):
     """(B, S, S, 3) → (B, S/patch, S/patch, width): 3×3/2 convs (GroupNorm, GELU), then 1×1 to width."""
 
-    def __init__(self, patch: int, width: int, channels=None, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, patch: int, width: int, stem_width: int | None = None, *, dtype, rngs: nnx.Rngs):
         n = patch.bit_length() - 1
         if patch < 2 or 2**n != patch:
             raise ValueError(f"stem='conv' needs a power-of-two patch >= 2, got {patch}")
-        # Default channels double up to the width, e.g. width 96, patch 16: 12, 24, 48, 96.
-        chans = list(channels) if channels else [max(width // 2 ** (n - i - 1), 8) for i in range(n)]
-        if len(chans) != n:
-            raise ValueError(f"stem_channels needs log2(patch) = {n} entries, got {tuple(chans)}")
+        # The last conv has stem_width channels, each earlier one half as many: stem_width 256,
+        # patch 16 → 32, 64, 128, 256 (default stem_width: the ViT width).
+        stem_width = int(stem_width or width)
+        if stem_width < 1:
+            raise ValueError(f"stem_width must be positive, got {stem_width}")
+        chans = [max(stem_width // 2 ** (n - 1 - i), 1) for i in range(n)]
         self.convs = nnx.List()
         self.norms = nnx.List()
         cin = 3
@@ -64,7 +66,7 @@ class VisionTransformer(nnx.Module):
     """
 
     def __init__(self, width: int = 768, depth: int = 12, heads: int = 12, patch: int = 16,
-                 image_size: int = 224, mlp_ratio: float = 4.0, stem: str = "patch", stem_channels=None, *,
+                 image_size: int = 224, mlp_ratio: float = 4.0, stem: str = "patch", stem_width: int | None = None, *,
                  dtype=jnp.float32,
                  rngs: nnx.Rngs):
         if stem not in STEMS:
@@ -80,7 +82,7 @@ class VisionTransformer(nnx.Module):
             self.conv1 = nnx.Conv(3, width, (patch, patch), strides=(patch, patch), padding="VALID",
                                   use_bias=False, dtype=dtype, rngs=rngs)
         else:
-            self.conv_stem = ConvStem(patch, width, stem_channels, dtype=dtype, rngs=rngs)
+            self.conv_stem = ConvStem(patch, width, stem_width, dtype=dtype, rngs=rngs)
         self.class_embedding = nnx.Param(scale * nnx.initializers.normal(1.0)(rngs.params(), (width,)))
         self.positional_embedding = nnx.Param(
             scale * nnx.initializers.normal(1.0)(rngs.params(), (grid * grid + 1, width)))
