@@ -77,6 +77,14 @@ def test_one_step_smoke(tmp_path, data_dir):
     np.testing.assert_allclose(results["baseline"]["multiview"]["nme"]["full"], 100 * err.mean(), rtol=1e-4)
     assert results["baseline"]["multiview"]["pose_error_deg"] == pytest.approx(0.0, abs=0.05)
 
+    # The category tables come from the export through evaluate.py's Predictor: another path to the
+    # same held-out numbers.
+    categories = json.loads((workdir / "eval" / "categories" / "results.json").read_text())
+    assert categories["num_images"] == len(mv)
+    np.testing.assert_allclose(categories["nmlc"]["regions"]["full"], results["multiview"]["nmlc"]["full"], rtol=1e-5)
+    assert "pose: front" in (workdir / "eval" / "categories" / "results.md").read_text() or \
+        "pose: atypical" in (workdir / "eval" / "categories" / "results.md").read_text()
+
     # The export holds the final checkpoint's parameters.
     exported, meta = checkpointing.load_export(workdir / "export")
     assert meta["image_size"] == config.image_size
