@@ -29,7 +29,6 @@ and timings are noisy: compare the ratios of one run, not absolute numbers acros
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import pathlib
 import sys
@@ -42,20 +41,13 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from facelift_jax import data as data_lib  # noqa: E402
-from facelift_jax import train, views  # noqa: E402
+from facelift_jax import export, train, views  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config(path):
-    spec = importlib.util.spec_from_file_location("_bench_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def make_config(args):
-    c = load_config(args.config)
+    c = export.load_config(args.config)
     if args.image_size:
         c.image_size = args.image_size
         c.model.vit.image_size = args.image_size

@@ -169,7 +169,7 @@ def load_pretrained(model: nnx.Module, path: str | os.PathLike, *, trusted: bool
     encoder = getattr(model, "encoder", model)
     if not isinstance(encoder, VisionTransformer):
         raise ValueError(f"model.pretrained needs model.encoder = 'vit', the encoder is {type(encoder).__name__}")
-    if getattr(encoder, "stem", "patch") != "patch":
+    if encoder.stem != "patch":
         raise ValueError(f"model.pretrained: FaRL/CLIP weights fit the patch embedding (model.vit.stem='patch'), "
                          f"this ViT has stem={encoder.stem!r}")
     return load_into_encoder(encoder, load_torch_state_dict(path, trusted=trusted))

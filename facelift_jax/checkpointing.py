@@ -39,7 +39,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-ITEMS = ("params", "opt_state", "data", "meta")
+# The four items of a training checkpoint and how each is stored (arrays vs JSON).
+_ITEM_HANDLERS = {"params": ocp.StandardCheckpointHandler, "opt_state": ocp.StandardCheckpointHandler,
+                  "data": ocp.JsonCheckpointHandler, "meta": ocp.JsonCheckpointHandler}
+ITEMS = tuple(_ITEM_HANDLERS)
 EXPORT_PARAMS = "params"
 EXPORT_METADATA = "metadata.json"
 
@@ -66,9 +69,7 @@ _MAX_LISTED = 5
 
 def _handler_registry():
     """Handlers for the four items, so item metadata can be read before anything is restored."""
-    return ocp.handlers.create_default_handler_registry(
-        params=ocp.StandardCheckpointHandler(), opt_state=ocp.StandardCheckpointHandler(),
-        data=ocp.JsonCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
+    return ocp.handlers.create_default_handler_registry(**{name: handler() for name, handler in _ITEM_HANDLERS.items()})
 
 
 def _key_name(entry) -> str:
@@ -89,10 +90,11 @@ def _flat_shapes(tree) -> dict[str, tuple | None]:
     return out
 
 
-def _listed(keys) -> str:
-    keys = sorted(keys)
-    more = f" … (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
-    return ", ".join(keys[:_MAX_LISTED]) + more
+def _listed(entries, sep: str = ", ") -> str:
+    """The first ``_MAX_LISTED`` of the sorted ``entries``, and how many more there are."""
+    entries = sorted(entries)
+    more = f" … (+{len(entries) - _MAX_LISTED} more)" if len(entries) > _MAX_LISTED else ""
+    return sep.join(entries[:_MAX_LISTED]) + more
 
 
 def _check_item(manager, directory, step: int, item: str, abstract_target) -> None:
@@ -121,8 +123,7 @@ def _check_item(manager, directory, step: int, item: str, abstract_target) -> No
         if only_expected:
             problems.append(f"only in the expected tree: {_listed(only_expected)}")
     if shapes:
-        more = f" … (+{len(shapes) - _MAX_LISTED} more)" if len(shapes) > _MAX_LISTED else ""
-        problems.append(f"{len(shapes)} shape(s) differ: " + "; ".join(shapes[:_MAX_LISTED]) + more)
+        problems.append(f"{len(shapes)} shape(s) differ: " + _listed(shapes, "; "))
     raise ValueError(f"cannot restore {item!r} from the checkpoint of step {step} in {directory}: "
                      + "; ".join(problems) + f". Hint: {_HINTS.get(item, 'use a new workdir or the old config.')}")
 

@@ -9,9 +9,12 @@ encoder: the regressor consumes all tokens, not the pooled embedding.
 
 ``stem="conv"`` replaces the patch embedding by a convolutional stem (Xiao et al., "Early
 Convolutions Help Transformers See Better", 2021): log2(patch) 3×3 stride-2 convolutions (each
-GroupNorm + GELU, channels doubling up to ``stem_width``) and a 1×1 projection to the width. Same token grid, a few
-percent more compute; a from-scratch ViT trained with it converges in far fewer steps, which is
-what the CPU-sized configs need. FaRL/CLIP weights only fit ``stem="patch"`` (the default).
+GroupNorm + GELU, channels doubling up to ``stem_width``) and a 1×1 projection to the width. Same
+token grid; its cost grows with ``stem_width`` (configs/default.py's 256 at 128²: ~62M
+multiply-adds per image, about twice the tiny ViT's four blocks). A from-scratch ViT learns head
+pose with it where the patch embedding did not (measurements in configs/default.py), which is
+what the CPU-sized configs need.
+FaRL/CLIP weights only fit ``stem="patch"`` (the default).
 """
 
 from __future__ import annotations
@@ -66,9 +69,8 @@ class VisionTransformer(nnx.Module):
     """
 
     def __init__(self, width: int = 768, depth: int = 12, heads: int = 12, patch: int = 16,
-                 image_size: int = 224, mlp_ratio: float = 4.0, stem: str = "patch", stem_width: int | None = None, *,
-                 dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 image_size: int = 224, mlp_ratio: float = 4.0, stem: str = "patch", stem_width: int | None = None,
+                 *, dtype=jnp.float32, rngs: nnx.Rngs):
         if stem not in STEMS:
             raise ValueError(f"unknown ViT stem {stem!r}; choose from {STEMS}")
         if image_size % patch:
