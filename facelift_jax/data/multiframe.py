@@ -47,3 +47,17 @@ class FrameSource:
 
     def __repr__(self) -> str:  # grain logs sources by repr; keep it short
         return f"FrameSource({len(self.videos.paths)} clips, {len(self)} frames)"
+
+
+class DecodedFrameSource(FrameSource):
+    """``FrameSource`` over frames decoded once (``pool.py``): (F, S, S, 3) uint8, row i = frame i."""
+
+    def __init__(self, videos: VideoLabels, frames: np.ndarray, confidence_threshold: float = 0.5):
+        if frames.shape[0] != len(videos):
+            raise ValueError(f"{frames.shape[0]} decoded frames for {len(videos)} labelled frames")
+        super().__init__(videos, frames.shape[1], confidence_threshold)
+        self.frames = frames
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.frames[index], "landmarks2d": self.videos.landmarks2d[index],
+                "mask": self.videos.confidence[index] > self.confidence_threshold}

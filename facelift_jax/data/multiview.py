@@ -74,3 +74,40 @@ class RenderMultiView(grain.transforms.RandomMap):
             "translation": np.asarray(cams.t, np.float32),
             "mask": self.labels.valid[indices] & not_pupil_mask(),
         }
+
+
+class PooledMultiView(grain.transforms.RandomMap):
+    """Batch of pool indices (B,) → multi-view batch dict (the fields above), from the rendered pool
+    (``pool.py``) with the camera roll re-drawn from C for every sample (an exact image rotation)."""
+
+    def __init__(self, rendered, labels: PseudoLabels, config):
+        self.pool = rendered
+        self.labels = labels
+        self.camera_config = config.camera
+        self.resample_roll = bool(config.data.get("resample_roll", True))
+
+    def random_map(self, indices, rng: np.random.Generator) -> dict:
+        from facelift_jax.data import pool as pool_lib
+
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        rows = self.pool.index[indices]
+        points = self.labels.points3d[rows]
+        R, t = self.pool.R[indices].astype(np.float64), self.pool.t[indices].astype(np.float64)
+        images = self.pool.images[indices].copy()
+        for i in range(len(indices)):
+            if not self.resample_roll:
+                break
+            uv = pool_lib.project(points[i], R[i], t[i])
+            delta = pool_lib.resample_roll(rng, self.pool.roll[indices[i]], uv, self.camera_config)
+            if delta:
+                images[i] = pool_lib.roll_image(images[i], delta)
+                Rz = pool_lib.roll_matrix(delta)
+                R[i], t[i] = Rz @ R[i], Rz @ t[i]
+        return {
+            "image": images,
+            "landmarks3d": points,
+            "landmarks2d": pool_lib.project(points, R, t).astype(np.float32),
+            "rotation": R.astype(np.float32),
+            "translation": t.astype(np.float32),
+            "mask": self.labels.valid[rows] & not_pupil_mask(),
+        }

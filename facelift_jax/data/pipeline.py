@@ -19,8 +19,9 @@ import grain
 import numpy as np
 
 from facelift_jax.data import labels as labels_lib
-from facelift_jax.data.multiframe import FrameSource
-from facelift_jax.data.multiview import RenderMultiView
+from facelift_jax.data import pool as pool_lib
+from facelift_jax.data.multiframe import DecodedFrameSource, FrameSource
+from facelift_jax.data.multiview import PooledMultiView, RenderMultiView
 
 # Distinct streams derived from the one config seed.
 _MV_SHUFFLE, _MV_RENDER, _MF_SHUFFLE = 101, 202, 303
@@ -41,20 +42,24 @@ def _endless(ds: grain.MapDataset, seed: int, process_index: int, process_count:
 
 
 def multiview_batches(config, pseudo_labels: labels_lib.PseudoLabels, *, process_index: int = 0,
-                      process_count: int = 1) -> grain.MapDataset:
+                      process_count: int = 1, rendered: pool_lib.RenderedPool | None = None) -> grain.MapDataset:
+    """Batches of multi-view samples: from the rendered pool when given (roll re-drawn per use),
+    else rendered on the fly (one generator call for B latents per batch)."""
     b = local_batch_size(int(config.batch.multiview), process_count, "multiview")
-    ds = _endless(grain.MapDataset.range(len(pseudo_labels)), int(config.seed) + _MV_SHUFFLE, process_index,
-                  process_count)
-    # Render per batch (one generator call for B latents), seeded per (seed, batch index).
-    return ds.batch(b).random_map(RenderMultiView(pseudo_labels, config), seed=int(config.seed) + _MV_RENDER
-                                  + 7919 * process_index)
+    n = len(rendered) if rendered is not None else len(pseudo_labels)
+    ds = _endless(grain.MapDataset.range(n), int(config.seed) + _MV_SHUFFLE, process_index, process_count)
+    transform = PooledMultiView(rendered, pseudo_labels, config) if rendered is not None \
+        else RenderMultiView(pseudo_labels, config)
+    # Seeded per (seed, batch index): every batch is a pure function of the step.
+    return ds.batch(b).random_map(transform, seed=int(config.seed) + _MV_RENDER + 7919 * process_index)
 
 
 def multiframe_batches(config, videos: labels_lib.VideoLabels, *, process_index: int = 0,
-                       process_count: int = 1) -> grain.MapDataset:
+                       process_count: int = 1, frames: np.ndarray | None = None) -> grain.MapDataset:
     b = local_batch_size(int(config.batch.multiframe), process_count, "multiframe")
-    source = grain.MapDataset.source(FrameSource(videos, int(config.image_size),
-                                                 float(config.data.get("confidence_threshold", 0.5))))
+    threshold = float(config.data.get("confidence_threshold", 0.5))
+    source = grain.MapDataset.source(DecodedFrameSource(videos, frames, threshold) if frames is not None
+                                     else FrameSource(videos, int(config.image_size), threshold))
     return _endless(source, int(config.seed) + _MF_SHUFFLE, process_index, process_count).batch(b)
 
 
@@ -66,13 +71,21 @@ def train_dataset(config, data_dir, *, process_index: int = 0, process_count: in
     """Endless MapDataset of mixed batches: element ``k`` is training step ``k``'s batch."""
     data_dir = pathlib.Path(data_dir)
     branches, names = [], []
-    if int(config.batch.multiview) > 0:
-        branches.append(multiview_batches(config, labels_lib.load_pseudo_labels(data_dir),
-                                          process_index=process_index, process_count=process_count))
+    use_mv, use_mf = int(config.batch.multiview) > 0, int(config.batch.multiframe) > 0
+    labels = labels_lib.load_pseudo_labels(data_dir)
+    videos = labels_lib.load_video_labels(data_dir) if use_mf else None
+    rendered = frames = None
+    if int(config.data.get("pool_size", 0)) > 0:  # render once and decode once, then only gather
+        progress = process_index == 0
+        rendered = pool_lib.load_or_render(config, data_dir, labels, progress=progress) if use_mv else None
+        frames = pool_lib.decoded_frames(config, data_dir, videos, progress=progress) if use_mf else None
+    if use_mv:
+        branches.append(multiview_batches(config, labels, process_index=process_index,
+                                          process_count=process_count, rendered=rendered))
         names.append("multiview")
-    if int(config.batch.multiframe) > 0:
-        branches.append(multiframe_batches(config, labels_lib.load_video_labels(data_dir),
-                                           process_index=process_index, process_count=process_count))
+    if use_mf:
+        branches.append(multiframe_batches(config, videos, process_index=process_index,
+                                           process_count=process_count, frames=frames))
         names.append("multiframe")
     if not branches:
         raise ValueError("batch.multiview and batch.multiframe are both 0: nothing to train on")
