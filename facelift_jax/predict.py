@@ -43,7 +43,7 @@ from tqdm import tqdm
 from facelift_jax import camera as camera_lib
 from facelift_jax import landmarks as lm
 from facelift_jax import rotation as rotation_lib
-from facelift_jax.datasets.base import square_box
+from facelift_jax.evaluation.datasets.base import square_box
 
 log = logging.getLogger(__name__)
 

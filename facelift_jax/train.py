@@ -34,8 +34,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from facelift_jax import checkpointing, heldout, losses, views
+from facelift_jax import checkpointing, losses, views
 from facelift_jax import data as data_lib
+from facelift_jax.evaluation import evaluator as evaluation
 from facelift_jax.model import build_model
 
 log = logging.getLogger("facelift_jax.train")
@@ -207,8 +208,10 @@ def prepare_data(config, workdir: pathlib.Path) -> pathlib.Path:
 
 
 def check_config(config) -> None:
-    if config.model.encoder == "vit" and int(config.model.vit.image_size) != int(config.image_size):
-        raise ValueError(f"model.vit.image_size={config.model.vit.image_size} differs from image_size={config.image_size}")
+    section = {"vit": "vit", "efficientnet_lite0": "efficientnet"}.get(config.model.encoder)
+    if section and int(config.model[section].image_size) != int(config.image_size):
+        raise ValueError(f"model.{section}.image_size={config.model[section].image_size} differs from "
+                         f"image_size={config.image_size}")
     if int(config.train.num_steps) < 1:
         raise ValueError(f"train.num_steps must be >= 1, got {config.train.num_steps}")
 
@@ -317,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
     """Train (resuming from ``workdir/checkpoints`` if any), evaluate, plot and export.
 
     ``stop_after``: stop right after this step's checkpoint, as if the job were preempted (no final
-    evaluation or export); running again resumes. Returns the final evaluation (see heldout.py;
+    evaluation or export); running again resumes. Returns the final evaluation (evaluation/evaluator.py;
     empty when stopped early or when ``train.eval_every`` < 0).
     """
     check_config(config)
@@ -341,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
     state, data_state = restore_train_state(ckpt, state, placement)
     batches = data_lib.train_iterator(config, data_dir, process_index=jax.process_index(),
                                       process_count=jax.process_count(), state=data_state)
-    evaluator = heldout.Evaluator(config, data_dir, state.graphdef, placement) if config.train.eval_every >= 0 else None
+    evaluator = evaluation.Evaluator(config, data_dir, state.graphdef, placement) if config.train.eval_every >= 0 else None
     writer = MetricWriter(workdir, is_main)
     meta = {"config": json.loads(config.to_json_best_effort()), "steps_per_epoch": steps_per_epoch}
     start = state.step
@@ -361,27 +364,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
         writer.close()
     if is_main and evaluator:
         results["plots"] = evaluator.write_report(results, workdir)
+        results["categories"] = category_tables(evaluator, results, workdir)
     if is_main and config.train.get("export", True):
         results["export"] = str(export(workdir))
-        if evaluator:
-            results["categories"] = category_tables(config, workdir)
     return results
 
 
-def category_tables(config, workdir: pathlib.Path) -> str:
-    """``eval/categories/results.md``: NME/NMLC per region × pose/expression category of the
-    exported model on the held-out set (evaluate.py, the same table as for the benchmarks)."""
-    from facelift_jax import evaluate
-
-    report = evaluate.evaluate(workdir / "export", "synthetic", workdir / "eval" / "categories", config=config,
-                               data_dir=workdir / "data", progress=False)
-    return report["files"]["markdown"]
+def category_tables(evaluator: evaluation.Evaluator, results: dict, workdir: pathlib.Path) -> str:
+    """``eval/categories/results.md`` (+ ``.json``): NME, NMLC, 3D and pose error per region and pose
+    category of the final model and both baselines, from the final evaluation's predictions."""
+    return evaluator.write_tables(results, workdir / "eval" / "categories")["markdown"]
 
 
 def load_pretrained(config, model) -> None:
-    """FaRL (or other) encoder weights named by ``config.model.pretrained``, via the torch bridge."""
+    """Encoder weights named by ``config.model.pretrained`` ("" = from scratch), via the torch bridge:
+    EfficientNet-Lite0 ("imagenet" or a .pth) for ``encoder="efficientnet_lite0"``, FaRL/CLIP otherwise."""
     path = config.model.get("pretrained", "")
     if not path:
+        return
+    if config.model.encoder == "efficientnet_lite0":
+        from bridges import efficientnet  # torch lives in bridges/ only
+
+        efficientnet.load_pretrained(model.encoder, path)
         return
     from bridges import farl  # torch lives in bridges/ only
 
@@ -409,7 +413,7 @@ def main(argv) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     if results and jax.process_index() == 0:
-        print(heldout.summary(results))
+        print(evaluation.summary(results))
 
 
 def _define_flags():

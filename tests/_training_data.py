@@ -38,7 +38,7 @@ def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
     done = root / "done"
     if not done.exists():
         from facelift_jax import preprocess
-        from facelift_jax.data import testset
+        from facelift_jax.evaluation.datasets import synthetic as testset
 
         shutil.rmtree(root, ignore_errors=True)
         preprocess.run_preprocess(tiny_config(), root)

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facelift_jax.datasets import base
-from facelift_jax.datasets.dad3dheads import DAD3DHeads
-from facelift_jax.datasets.multiface import Multiface, load_krt
+from facelift_jax.evaluation.datasets import base
+from facelift_jax.evaluation.datasets.dad3dheads import DAD3DHeads
+from facelift_jax.evaluation.datasets.multiface import Multiface, load_krt
 
 
 def _rot_y(deg):
@@ -210,7 +210,7 @@ def test_read_image_rgb_errors(tmp_path):
 
 def test_load_specs(tmp_path):
     from configs.default import get_config
-    from facelift_jax import datasets
+    from facelift_jax.evaluation import datasets
 
     cfg = get_config()
     (tmp_path / "dad").mkdir()

@@ -8,8 +8,8 @@ import pytest
 
 from facelift_jax import camera, evaluate
 from facelift_jax import landmarks as lm
-from facelift_jax.datasets import synthetic as synthetic_ds
-from facelift_jax.datasets.dad3dheads import DAD3DHeads
+from facelift_jax.evaluation.datasets import synthetic as synthetic_ds
+from facelift_jax.evaluation.datasets.dad3dheads import DAD3DHeads
 from facelift_jax.predict import PredictionResult
 from tests.test_datasets import _write_dad
 
@@ -88,7 +88,7 @@ def test_pose_categories_from_known_cameras():
 
 def test_synthetic_wrapper_scales_to_pixels_and_labels_expressions(monkeypatch):
     from configs.default import get_config
-    from facelift_jax.data import testset as testset_lib
+    from facelift_jax.evaluation.datasets import synthetic as testset_lib
 
     m, s = 3, 64
     r = np.random.default_rng(0)
@@ -160,7 +160,7 @@ def test_synthetic_end_to_end(tmp_path):
 
 
 def test_98_point_set_scored_on_68_subset(tmp_path):
-    from facelift_jax.datasets.base import EvalSample, EvalSet
+    from facelift_jax.evaluation.datasets.base import EvalSample, EvalSet
 
     r = np.random.default_rng(0)
     truth = r.uniform(20, 80, size=(4, 98, 2))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from facelift_jax import checkpointing, train
-from facelift_jax.data import testset as testset_lib
+from facelift_jax.evaluation.datasets import synthetic as testset_lib
 
 from _training_data import tiny_config, tiny_data_dir, tiny_workdir
 
@@ -51,7 +51,8 @@ def test_one_step_smoke(tmp_path, data_dir):
     results = train.train_and_evaluate(config, workdir)
 
     for path in ("config.json", "metrics.jsonl", "checkpoints/1", "export/metadata.json", "eval/results.json",
-                 "plots/training_curves.png", "plots/test_predictions.png", "eval/categories/results.md"):
+                 "plots/training_curves.png", "plots/test_predictions.png", "plots/learning_curve.png",
+                 "eval/categories/results.md", "eval/categories/results.json"):
         assert (workdir / path).exists(), path
     assert list((workdir / "tb").glob("events.out.tfevents.*"))
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -77,13 +78,37 @@ def test_one_step_smoke(tmp_path, data_dir):
     np.testing.assert_allclose(results["baseline"]["multiview"]["nme"]["full"], 100 * err.mean(), rtol=1e-4)
     assert results["baseline"]["multiview"]["pose_error_deg"] == pytest.approx(0.0, abs=0.05)
 
-    # The category tables come from the export through evaluate.py's Predictor: another path to the
-    # same held-out numbers.
+    # The detector + template-fit baseline is there for both parts, scored like the model.
+    for part in ("multiview", "multiframe"):
+        det = results["detector_baseline"][part]
+        assert np.isfinite(det["nme"]["full"]) and np.isfinite(det["pose_error_deg"])
+        assert np.isfinite(det["detector_nme"]["full"]) and 0 <= det["pnp_fallbacks"] <= len(getattr(ts, part))
+    assert "nmlc" in results["detector_baseline"]["multiview"]
+
+    # The category tables: model and both baselines per pose category, from the final evaluation.
     categories = json.loads((workdir / "eval" / "categories" / "results.json").read_text())
-    assert categories["num_images"] == len(mv)
-    np.testing.assert_allclose(categories["nmlc"]["regions"]["full"], results["multiview"]["nmlc"]["full"], rtol=1e-5)
+    assert categories["multiview"]["num_images"] == len(mv) == sum(categories["multiview"]["counts"].values())
+    methods = categories["multiview"]["methods"]
+    assert set(methods) == {"model", "baseline", "detector_baseline"}
+    np.testing.assert_allclose(methods["model"]["nmlc"]["all"], results["multiview"]["nmlc"]["full"], rtol=1e-5)
+    np.testing.assert_allclose(methods["baseline"]["nme"]["all"], results["baseline"]["multiview"]["nme"]["full"],
+                               rtol=1e-5)
+    assert set(categories["multiframe"]["methods"]["detector_baseline"]) >= {"nme", "pose_error_deg"}
     table = (workdir / "eval" / "categories" / "results.md").read_text()
-    assert "pose: front" in table or "pose: atypical" in table
+    assert "front (" in table and "atypical (" in table and "2D detector + template fit" in table
+
+    # Offline, the export through the same evaluator (python -m facelift_jax.evaluate): the same tables.
+    from facelift_jax import evaluate
+
+    assert evaluate.main(["--checkpoint", str(workdir / "export"), "--out", str(tmp_path / "offline")]) == 0
+    offline = json.loads((tmp_path / "offline" / "results.json").read_text())
+    assert offline["multiview"]["counts"] == categories["multiview"]["counts"]
+    for part in ("multiview", "multiframe"):
+        for method, table_ in categories[part]["methods"].items():
+            for metric, row in table_.items():
+                for cat, v in row.items():
+                    if v is not None:
+                        assert offline[part]["methods"][method][metric][cat] == pytest.approx(v, rel=1e-5, abs=1e-6)
 
     # The export holds the final checkpoint's parameters.
     exported, meta = checkpointing.load_export(workdir / "export")

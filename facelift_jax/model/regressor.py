@@ -32,6 +32,7 @@ from facelift_jax import camera as camera_lib
 from facelift_jax import rotation as rotation_lib
 from facelift_jax.landmarks import NUM_LANDMARKS
 from facelift_jax.model.decoder import LandmarkPoseDecoder
+from facelift_jax.model.efficientnet import EfficientNetLite
 from facelift_jax.model.layers import count_parameters, gelu
 from facelift_jax.model.resnet import DEPTHS, ResNet
 from facelift_jax.model.vit import VisionTransformer
@@ -140,7 +141,8 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.floa
 
 
 def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
-    """(encoder module, token width) for ``model_config.encoder`` ∈ {"vit", "resnet50", "resnet152"}."""
+    """(encoder module, token width) for ``model_config.encoder`` ∈ {"vit", "resnet50", "resnet152",
+    "efficientnet_lite0"}."""
     name = model_config.encoder
     dtype = _DTYPES[model_config.get("dtype", "float32")]
     if name == "vit":
@@ -155,7 +157,12 @@ def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
         enc = ResNet(DEPTHS[name], int(r.get("base_width", 64)), image_size, r.get("norm", "group"),
                      int(r.get("groups", 32)), dtype=dtype, rngs=rngs)
         return enc, enc.width
-    raise ValueError(f"unknown model.encoder {name!r}; choose 'vit' or one of {sorted(DEPTHS)}")
+    if name == "efficientnet_lite0":
+        e = model_config.efficientnet
+        enc = EfficientNetLite(int(e.image_size), int(e.width), tuple(e.get("token_strides", (16, 32))), dtype=dtype,
+                               rngs=rngs)
+        return enc, enc.width
+    raise ValueError(f"unknown model.encoder {name!r}; choose 'vit', 'efficientnet_lite0' or one of {sorted(DEPTHS)}")
 
 
 def build_model(model_config, template, *, rngs: nnx.Rngs) -> FaceLiftRegressor:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from facelift_jax.datasets.base import (DatasetFormatError, EvalSample, EvalSet, points_box, read_image_rgb,
+from facelift_jax.evaluation.datasets.base import (DatasetFormatError, EvalSample, EvalSet, points_box, read_image_rgb,
                                         square_box)
 
 

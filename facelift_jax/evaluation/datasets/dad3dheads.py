@@ -33,7 +33,7 @@ import pathlib
 
 import numpy as np
 
-from facelift_jax.datasets.base import (DatasetFormatError, EvalSample, EvalSet, array_field, read_image_rgb,
+from facelift_jax.evaluation.datasets.base import (DatasetFormatError, EvalSample, EvalSet, array_field, read_image_rgb,
                                         square_box)
 
 NUM_FLAME_VERTICES = 5023

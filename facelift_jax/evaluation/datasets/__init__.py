@@ -10,11 +10,9 @@ multiface.sequences / cameras / frame_step / face_vertices / landmark_vertices).
 
 from __future__ import annotations
 
-from facelift_jax.datasets.base import DatasetFormatError, EvalSample, EvalSet, read_image_rgb
+from facelift_jax.evaluation.datasets.base import DatasetFormatError, EvalSample, EvalSet, read_image_rgb
 
 __all__ = ["DatasetFormatError", "EvalSample", "EvalSet", "load", "read_image_rgb"]
-
-KINDS = ("synthetic", "dad3dheads", "multiface")
 
 
 def load(spec: str, config, data_dir=None) -> EvalSet:
@@ -30,19 +28,19 @@ def load(spec: str, config, data_dir=None) -> EvalSet:
                 limit = int(arg)
             except ValueError as e:
                 raise ValueError(f"data spec {spec!r}: 'synthetic:N' needs an integer N") from e
-        from facelift_jax.datasets.synthetic import SyntheticTestSet
+        from facelift_jax.evaluation.datasets.synthetic import SyntheticTestSet
 
         return SyntheticTestSet(config, data_dir=data_dir, limit=limit)
     if not arg:
         raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
     if kind == "dad3dheads":
-        from facelift_jax.datasets.dad3dheads import DAD3DHeads
+        from facelift_jax.evaluation.datasets.dad3dheads import DAD3DHeads
 
         opts = ev.get("dad3dheads", {})
         return DAD3DHeads(arg, landmark_embedding=opts.get("landmark_embedding") or None, crop_scale=crop_scale,
                           limit=limit)
     if kind == "multiface":
-        from facelift_jax.datasets.multiface import Multiface
+        from facelift_jax.evaluation.datasets.multiface import Multiface
 
         opts = ev.get("multiface", {})
         return Multiface(arg, sequences=list(opts.get("sequences", ())) or None,
