@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = steps_per_epoch
     c.train.keep_checkpoints = 5
     c.data.num_threads = 8
+    c.data.pool_size = 0  # IDE-3D renders on the fly from fresh cameras of C, as the paper
     c.data.prefetch = 8
 
     c.eval.num_latents = 1000

@@ -11,4 +11,5 @@ from configs import base_config
 def get_config(base: str = "paper"):
     c = base_config(base)
     c.model.encoder = "resnet152"
+    c.model.pretrained = ""  # from scratch: no ImageNet ResNet weights ship in a registry package here
     return c

@@ -25,7 +25,7 @@ def get_config():
     c.model.vit.image_size = 128
     c.model.efficientnet.image_size = 128
     c.batch.multiview, c.batch.multiframe = 8, 4
-    c.optim.learning_rate = 3e-4
+    c.optim.learning_rate, c.optim.decay_rate = 3e-4, 0.9
     c.data.pool_size = 0
     c.train.num_steps = 1600
     c.train.eval_every = 800

