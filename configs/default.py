@@ -123,7 +123,7 @@ def get_config() -> ml_collections.ConfigDict:
         clip_norm=1.0,          # global gradient norm clip; 0 disables
         warmup_steps=100))      # linear warm-up before the exponential decay; 0 disables
     c.train = ml_collections.ConfigDict(dict(
-        num_steps=2000, log_every=25, eval_every=250, checkpoint_every=250, keep_checkpoints=3,
+        num_steps=2400, log_every=25, eval_every=300, checkpoint_every=250, keep_checkpoints=3,
         async_checkpoint=True,
         plot_examples=8,        # test predictions drawn in the final PNG grid
         export=True))           # write workdir/export (export.py) at the end
