@@ -41,13 +41,14 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from facelift_jax import data as data_lib  # noqa: E402
-from facelift_jax import export, train, views  # noqa: E402
+from facelift_jax import train, views  # noqa: E402
+from facelift_jax import workdir as workdir_lib  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def make_config(args):
-    c = export.load_config(args.config)
+    c = workdir_lib.load_config(args.config)
     if args.image_size:
         c.image_size = args.image_size
         c.model.vit.image_size = args.image_size

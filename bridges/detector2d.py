@@ -363,6 +363,8 @@ def main(argv=None) -> Path:
 
     import cv2
 
+    from facelift_jax import media
+
     parser = argparse.ArgumentParser(description="Detect 98 WFLW landmarks with pyfacer's FaRL model "
                                                  "(local TorchScript file) and draw them on the image.")
     parser.add_argument("--weights", required=True, help="pyfacer WFLW TorchScript file")
@@ -371,10 +373,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--box", default=None, help="face box x0,y0,x1,y1 in pixels (default: whole image)")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read image {args.image}")
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    image = media.read_image(args.image)
     box = None
     if args.box:
         box = [float(v) for v in args.box.split(",")]

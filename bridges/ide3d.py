@@ -474,10 +474,7 @@ def write_preview(generator: IDE3DGenerator, seeds: Sequence[int], azimuths: Seq
     Each cell shows the render with its semantic map's background (class 0) tinted, so the effect
     of the §4 background fix at large poses is visible side by side.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch
 
     seeds = [int(s) for s in seeds]
     azimuths = [float(a) for a in azimuths]
@@ -497,7 +494,8 @@ def write_preview(generator: IDE3DGenerator, seeds: Sequence[int], azimuths: Seq
                      for i, s in enumerate(seeds)]
     finally:
         generator.fix_background = saved
-    fig, axes = plt.subplots(len(rows), len(azimuths), figsize=(2.2 * len(azimuths), 2.3 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(2.2 * len(azimuths), 2.3 * len(rows)))
+    axes = fig.subplots(len(rows), len(azimuths), squeeze=False)
     for r, (label, cells) in enumerate(rows):
         for c, cell in enumerate(cells):
             ax = axes[r, c]
@@ -513,7 +511,6 @@ def write_preview(generator: IDE3DGenerator, seeds: Sequence[int], azimuths: Seq
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 

@@ -59,6 +59,7 @@ import cv2
 import numpy as np
 
 from bridges.mediapipe_wflw import NUM_MESH_POINTS, PUPIL_EYE_LOOPS, iris_centre, wflw98_from_mediapipe468
+from facelift_jax import media
 
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 DETECTOR_MODEL = ASSETS / "face_detection_short_range.tflite"
@@ -532,27 +533,6 @@ def draw_faces(image: np.ndarray, faces: Sequence[dict], numbers: bool = False) 
     return out
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-
-
-def read_video(path: str | pathlib.Path) -> tuple[np.ndarray, float]:
-    """All frames of a video file as (T, H, W, 3) uint8 RGB, and its frame rate."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise FileNotFoundError(f"cannot open video {path}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    capture.release()
-    if not frames:
-        raise ValueError(f"video {path} has no readable frames")
-    return np.stack(frames), float(fps)
-
-
 def label_video(path: str | pathlib.Path, out: str | pathlib.Path | None = None,
                 source: MediaPipeSource | None = None, track: bool = True) -> pathlib.Path:
     """2D pseudo-labels of a user's video for the multi-frame branch.
@@ -563,7 +543,7 @@ def label_video(path: str | pathlib.Path, out: str | pathlib.Path | None = None,
     """
     path = pathlib.Path(path)
     out = pathlib.Path(out) if out is not None else path.with_suffix(".npz")
-    frames, fps = read_video(path)
+    frames, (_, fps) = media.read_video(path), media.video_properties(path)
     source = source or MediaPipeSource()
     run = source.track if track else source.detect
     landmarks, confidence = run(frames, return_confidence=True, progress=True)
@@ -595,10 +575,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     detector = MediaPipeDetector(min_score=args.min_score)
     for item in args.inputs:
         path = pathlib.Path(item)
-        if path.suffix.lower() in VIDEO_SUFFIXES:
+        if media.is_video(path):
             npz = label_video(path, args.out / f"{path.stem}.npz", MediaPipeSource(detector))
             labels = np.load(npz)
-            frames, _ = read_video(path)
+            frames = media.read_video(path)
             picks = np.linspace(0, len(frames) - 1, min(4, len(frames))).astype(int)
             h, w = frames.shape[1:3]
             tiles = []
@@ -614,10 +594,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             image = data.astronaut()
         else:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise FileNotFoundError(f"cannot read image {path}")
-            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            image = media.read_image(path)
         faces = detector.detect(image)
         overlay = draw_faces(image, faces, numbers=args.numbers)
         cv2.imwrite(str(args.out / f"{path.stem}_mediapipe.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))

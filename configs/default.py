@@ -29,6 +29,8 @@ Schema shared by every stage (preprocess, train, evaluate); other configs start 
 import ml_collections
 
 from facelift_jax import camera
+from facelift_jax.lifting import default_config as lifting_config
+from facelift_jax.preprocess import default_config as preprocess_config
 from facelift_jax.synthetic.generator import default_config as synthetic_config
 
 
@@ -51,31 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.camera = camera.default_camera_config()
     c.synthetic = synthetic_config()  # the embedded generator + simulated 2D detector (facelift_jax/synthetic)
 
-    c.preprocess = ml_collections.ConfigDict(dict(
-        num_latents=512,        # GAN latents lifted to 3D pseudo-labels (seeds first_latent ...)
-        first_latent=0,
-        chunk_size=128,         # latents rendered + detected + lifted per restartable chunk
-        render_batch=64,        # images per generator/detector call (bounds memory)
-        min_confidence=0.0,     # also mask detections whose confidence is below this (0: view masks only, as the paper)
-        preview_latents=3,      # latents drawn in preview/ (detections vs reprojected pseudo-labels)
-        num_videos=16,          # synthetic training videos (multi-frame branch)
-        frames_per_video=48,
-        first_video=0,
-        video_dir="",           # real videos (a folder of files) instead of synthetic ones, when set
-    ))
-    c.lifting = ml_collections.ConfigDict(dict(
-        optimizer="gauss_newton",  # "gauss_newton" (Optax chain: per-landmark 3×3 GN/IRLS preconditioner) or "adam"
-        steps=5,                # fixed-length lax.scan after the closed-form DLT start (adam needs ~300)
-        learning_rate=1.0,      # GN step scale (1 = full step); adam: e.g. 1e-3
-        loss="cauchy",          # "cauchy" (redescending: rejects gross outliers), "huber", "laplacian", "l2"
-        huber_delta=0.015,      # scale δ of the robust loss, normalized image units (cauchy: weight ½ at δ)
-        residual_threshold=0.02,  # RMS reprojection residual above which a point is invalid
-        outlier_threshold=0.05,   # a view's error above this does not count as an inlier view
-        min_views=2,            # inlier views needed for a valid point ...
-        min_inlier_fraction=0.5,  # ... and at least this fraction of its usable views
-        damping=1e-6,           # Levenberg damping of each 3×3 block, relative to its trace
-        chunk_size=4096,        # latents per jitted call
-    ))
+    # Pseudo-labelling: the defaults (and what each field means) live in the modules that use them.
+    c.preprocess = preprocess_config()  # facelift_jax/preprocess.py
+    c.lifting = lifting_config()        # facelift_jax/lifting.py
 
     c.model = ml_collections.ConfigDict(dict(
         encoder="efficientnet_lite0",  # "efficientnet_lite0", "vit", "resnet50", "resnet152"

@@ -25,7 +25,6 @@ Conventions
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -259,8 +258,3 @@ def default_camera_config():
         translation_range=(0.05, 0.05, 0.2), radius=DEFAULT_RADIUS, look_at=DEFAULT_LOOK_AT,
         min_box_fraction=0.5, candidates=16, max_rounds=64,
     ))
-
-
-def acceptance_rate() -> float:
-    """Analytic acceptance probability of the angle rule alone: (√π·erf(1)/2)³ ≈ 0.4165."""
-    return (math.sqrt(math.pi) * math.erf(1.0) / 2.0) ** 3

@@ -42,7 +42,6 @@ import orbax.checkpoint as ocp
 # The four items of a training checkpoint and how each is stored (arrays vs JSON).
 _ITEM_HANDLERS = {"params": ocp.StandardCheckpointHandler, "opt_state": ocp.StandardCheckpointHandler,
                   "data": ocp.JsonCheckpointHandler, "meta": ocp.JsonCheckpointHandler}
-ITEMS = tuple(_ITEM_HANDLERS)
 EXPORT_PARAMS = "params"
 EXPORT_METADATA = "metadata.json"
 

@@ -41,13 +41,18 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+from flax import nnx
 from tqdm import tqdm
 
+from facelift_jax import export
 from facelift_jax import landmarks as lm
 from facelift_jax import metrics
+from facelift_jax import workdir as workdir_lib
 from facelift_jax.evaluation import scoring
 from facelift_jax.evaluation.datasets import DatasetFormatError, EvalSet
 from facelift_jax.evaluation.datasets import load as load_dataset
+from facelift_jax.evaluation.evaluator import Evaluator
+from facelift_jax.predict import PredictionResult, Predictor, whole_image_box
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +64,21 @@ TABLE_CATEGORIES = {"pose": ("front", "sided", "atypical"), "expression": ("True
 # Resolving the model and the data
 # ----------------------------------------------------------------------------------------------
 
-def default_config():
-    """configs/default.py's config (the repository's configs package, else the installed copy)."""
-    try:
-        from configs.default import get_config
-    except ImportError:
-        from facelift_jax import export
-
-        path = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
-        return export.load_config(path)
-    return get_config()
-
-
 def load_model(path, *, config=None):
     """(nnx model, metadata, config or None, workdir or None) from an export dir or a training checkpoint."""
-    from facelift_jax import export
-
     path = pathlib.Path(path)
     if (path / "metadata.json").is_file():
         model, metadata = export.load_model(path)
         return model, metadata, config, None
-    workdir, _ = export.locate_checkpoint(path)
+    workdir, _ = workdir_lib.locate_checkpoint(path)
     model, metadata = export.model_from_checkpoint(path, config=config)
     if config is None:
-        config = export.load_config(workdir / "config.json")
+        config = workdir_lib.load_config(workdir / workdir_lib.CONFIG_FILE)
     return model, metadata, config, workdir
 
 
 def load_predictor(path, *, batch_size: int = 16, config=None):
     """(Predictor, config or None, workdir or None) from an export dir or a training checkpoint."""
-    from facelift_jax.predict import Predictor
-
     model, metadata, config, workdir = load_model(path, config=config)
     return Predictor(model, image_size=metadata["image_size"], batch_size=batch_size, metadata=metadata), config, workdir
 
@@ -99,10 +88,6 @@ def evaluate_heldout(model, out_dir, *, config, data_dir=None, limit: int = 0, b
     ``results.md`` / ``results.json`` in ``out_dir``, the same tables as training's
     ``eval/categories``. The set is cached under ``data_dir/test`` (default ``out_dir/test``).
     Returns the scores (model and both baselines per part) and ``files``."""
-    from flax import nnx
-
-    from facelift_jax.evaluation.evaluator import Evaluator
-
     out_dir = pathlib.Path(out_dir)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     evaluator = Evaluator(config, data_dir if data_dir is not None else out_dir, graphdef, batch_size=batch_size,
@@ -113,8 +98,6 @@ def evaluate_heldout(model, out_dir, *, config, data_dir=None, limit: int = 0, b
 
 
 def _as_predictor(predictor_or_model, config, batch_size: int):
-    from facelift_jax.predict import Predictor
-
     if isinstance(predictor_or_model, Predictor) or hasattr(predictor_or_model, "predict_crops"):
         return predictor_or_model  # a Predictor or anything with its predict_crops/batch_size
     if isinstance(predictor_or_model, (str, pathlib.Path)):
@@ -143,8 +126,6 @@ def _stack_optional(items: list, what: str, dtype=np.float64):
 
 def run_predictions(predictor, dataset: EvalSet, progress: bool = True) -> dict:
     """Predict every image of ``dataset``; returns predictions and the ground truth, stacked."""
-    from facelift_jax.predict import PredictionResult, whole_image_box
-
     results, names, indices, boxes, lm2d, verts, cats, extras, skipped = [], [], [], [], [], [], [], [], []
     batch = []
 
@@ -295,10 +276,7 @@ def ranking(report: dict) -> tuple[str, np.ndarray]:
 
 def plot_examples(path: pathlib.Path, dataset: EvalSet, run: dict, report: dict, num: int = 4) -> pathlib.Path:
     """A 2×num grid: best (top) and worst (bottom) images, ground truth green, prediction red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch (plots.py)
 
     metric, errors = ranking(report)
     order = np.argsort(np.where(np.isfinite(errors), errors, np.inf))
@@ -306,7 +284,8 @@ def plot_examples(path: pathlib.Path, dataset: EvalSet, run: dict, report: dict,
     picks = [("best", i) for i in order[:num]] + [("worst", i) for i in order[::-1][:num]]
     to68 = report["num_points"] == 68
     K = np.asarray(report["nmlc"]["K"]) if "nmlc" in report else None
-    fig, axes = plt.subplots(2, num, figsize=(3.2 * num, 6.8), squeeze=False)
+    fig = Figure(figsize=(3.2 * num, 6.8))
+    axes = fig.subplots(2, num, squeeze=False)
     for k, (label, i) in enumerate(picks):
         ax = axes[k // num, k % num]
         sample = dataset[int(run["indices"][i])]
@@ -332,7 +311,6 @@ def plot_examples(path: pathlib.Path, dataset: EvalSet, run: dict, report: dict,
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -356,7 +334,7 @@ def evaluate(predictor_or_model, dataset, out_dir, *, config=None, data_dir=None
     "landmarks3d_error", "pose_error_deg" (synthetic), "files": {...}}.
     """
     if config is None and not isinstance(dataset, EvalSet):
-        config = default_config()
+        config = workdir_lib.default_config()
     bs = int(batch_size or (config.eval.get("batch_size", 16) if config is not None else 16))
     predictor = _as_predictor(predictor_or_model, config, bs)
     if not isinstance(dataset, EvalSet):
@@ -386,8 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="export dir, training workdir, checkpoints/ or <step>/")
     p.add_argument("--data", default=None, help="synthetic[:N] | dad3dheads:PATH | multiface:PATH (default: config.eval.data)")
     p.add_argument("--out", default=None, help="output directory (default: <export or workdir>/eval/<data kind>)")
-    p.add_argument("--config", default=None, help="config .py/.json (default: the workdir's config.json, also for "
-                   "<workdir>/export, else configs/default.py)")
+    p.add_argument("--config", default=None, help="config .py[:arg]/.json (default: the workdir's config.json, also "
+                   "for <workdir>/export, else configs/default.py); --config.eval.x=v overrides a field")
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--crop-scale", type=float, default=None, help="real data: crop side / face box side")
@@ -401,12 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--points", type=int, choices=(98, 68), default=None,
                    help="landmarks in the table (default: the set's; 68 on the synthetic set = the 68 subset)")
     p.add_argument("--no-progress", action="store_true")
+    argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    from facelift_jax import export
-
-    config = export.load_config(args.config) if args.config else None
+    config = workdir_lib.load_config(args.config) if args.config else None
     ckpt = pathlib.Path(args.checkpoint)
     if not ckpt.exists():
         print(f"error: --checkpoint {ckpt} does not exist", file=sys.stderr)
@@ -414,9 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, metadata, config, workdir = load_model(ckpt, config=config)
     # A training workdir's data/ and config.json serve its export (<workdir>/export) too.
     home = workdir if workdir is not None else ckpt.resolve().parent
-    if config is None and (home / "config.json").is_file():
-        config = export.load_config(home / "config.json")
-    config = config if config is not None else default_config()
+    if config is None and (home / workdir_lib.CONFIG_FILE).is_file():
+        config = workdir_lib.load_config(home / workdir_lib.CONFIG_FILE)
+    config = config if config is not None else workdir_lib.default_config()
+    workdir_lib.override(config, assignments)  # the model itself comes from the checkpoint or export
     ev = config.eval
     for key, value in (("limit", args.limit), ("crop_scale", args.crop_scale)):
         if value is not None:
@@ -443,8 +421,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = evaluate_heldout(model, out, config=config, data_dir=data_dir, limit=limit,
                                    batch_size=args.batch_size)
     else:
-        from facelift_jax.predict import Predictor
-
         predictor = Predictor(model, image_size=metadata["image_size"], batch_size=args.batch_size or 16,
                               metadata=metadata)
         summary = evaluate(predictor, spec, out, config=config, data_dir=data_dir, batch_size=args.batch_size,

@@ -14,16 +14,16 @@ EXPORT_DIR layout::
 ``facelift_jax.predict.load(EXPORT_DIR)`` restores a ready ``Predictor``. All Orbax calls go
 through ``facelift_jax.checkpointing`` (save_export / load_export / restore_params).
 
-Where a checkpoint's pieces are found: ``WORKDIR/checkpoints/<step>/`` (or the checkpoints
-folder itself), the config in ``WORKDIR/config.json`` (or ``--config`` .json/.py), the template
-in ``WORKDIR/data/multiview/template.npy`` (or ``--template``).
+Where a checkpoint's pieces are found (``facelift_jax.workdir``): ``WORKDIR/checkpoints/<step>/``
+(or the checkpoints folder itself), the config in ``WORKDIR/config.json`` (or ``--config``
+.json/.py), the template in ``WORKDIR/data/multiview/template.npy`` (or ``--template``). The
+outputs and their frames are the model's (``Prediction.outputs``, ``model.OUTPUT_FRAMES``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import logging
 import pathlib
@@ -37,19 +37,13 @@ from flax import nnx
 
 from facelift_jax import checkpointing
 from facelift_jax import landmarks as lm
+from facelift_jax import workdir as workdir_lib
+from facelift_jax.model import OUTPUT_FRAMES, build_model
 
 log = logging.getLogger(__name__)
 
 FORMAT = "facelift_jax.export/1"
 STABLEHLO_FILE = "inference.jax_export"
-OUTPUT_FRAMES = {
-    "landmarks3d": "(B, 98, 3) world (GAN canonical space)",
-    "landmarks2d": "(B, 98, 2) normalized image coords of the model input, [0, 1]^2, origin top-left",
-    "covariances": "(B, 98, 2, 2) normalized image units^2",
-    "rotation": "(B, 3, 3) world->camera, OpenCV axes",
-    "translation": "(B, 3), p_cam = R p_world + t",
-    "euler_degrees": "(B, 3) yaw, pitch, roll (rotation.euler_degrees)",
-}
 
 
 def landmark_definition() -> dict:
@@ -65,38 +59,8 @@ def landmark_definition() -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Finding a checkpoint's config and template
+# Rebuilding a model (where a checkpoint's config and template are: ``facelift_jax.workdir``)
 # ----------------------------------------------------------------------------------------------
-
-def load_config(path) -> ml_collections.ConfigDict:
-    """A full config from a ``config.json`` (train's workdir copy) or a ``configs/*.py`` file."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} does not exist")
-    if path.suffix == ".py":
-        spec = importlib.util.spec_from_file_location(f"_facelift_config_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config()
-    try:
-        return ml_collections.ConfigDict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"config {path} is not valid JSON: {e}") from e
-
-
-def locate_checkpoint(path) -> tuple[pathlib.Path, pathlib.Path]:
-    """(workdir, checkpoints dir) for a workdir, its checkpoints/ folder, or one <step>/ folder."""
-    path = pathlib.Path(path).absolute()
-    if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint path {path} does not exist")
-    if (path / "checkpoints").is_dir():
-        return path, path / "checkpoints"
-    if path.name.isdigit() and path.parent.name == "checkpoints":
-        return path.parent.parent, path.parent
-    if path.name == "checkpoints" or any(p.name.isdigit() for p in path.iterdir() if p.is_dir()):
-        return path.parent, path
-    raise FileNotFoundError(f"{path} holds no checkpoints/ folder nor <step>/ checkpoint folders")
-
 
 def model_config_of(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, int]:
     """(model section, input image size) of a full config or of an export's model section."""
@@ -106,8 +70,6 @@ def model_config_of(config: ml_collections.ConfigDict) -> tuple[ml_collections.C
 
 
 def _build(model_config, template, abstract: bool):
-    from facelift_jax.model import build_model  # heavy import only when a model is built
-
     make = lambda: build_model(model_config, template, rngs=nnx.Rngs(0))  # noqa: E731
     return nnx.eval_shape(make) if abstract else make()
 
@@ -125,17 +87,18 @@ def _fill(abstract_model, params: dict, template) -> nnx.Module:
 
 def model_from_checkpoint(path, *, step: int | None = None, config=None, template=None):
     """(model, metadata) restored from a training checkpoint (params only, optimizer state unread)."""
-    workdir, ckpt_dir = locate_checkpoint(path)
+    workdir, ckpt_dir = workdir_lib.locate_checkpoint(path)
     if pathlib.Path(path).name.isdigit() and step is None:
         step = int(pathlib.Path(path).name)
     if config is None:
-        if not (workdir / "config.json").is_file():
-            raise FileNotFoundError(f"no config.json in {workdir}; pass config= (a .json or configs/*.py file)")
-        config = workdir / "config.json"
+        config = workdir / workdir_lib.CONFIG_FILE
+        if not config.is_file():
+            raise FileNotFoundError(f"no {workdir_lib.CONFIG_FILE} in {workdir}; "
+                                    "pass config= (a .json or configs/*.py file)")
     if not isinstance(config, ml_collections.ConfigDict):
-        config = load_config(config)
+        config = workdir_lib.load_config(config)
     if template is None:
-        template = workdir / "data" / "multiview" / "template.npy"
+        template = workdir_lib.template_path(workdir)
         if not template.is_file():
             raise FileNotFoundError(f"no template at {template}; pass template= (a (98, 3) .npy)")
     if not isinstance(template, np.ndarray):
@@ -170,11 +133,10 @@ def make_metadata(model_config, image_size: int, template, source: dict | None =
 # ----------------------------------------------------------------------------------------------
 
 def inference_function(model):
-    """images (B, S, S, 3) uint8 → dict of the outputs documented in OUTPUT_FRAMES."""
-    from facelift_jax.predict import _forward_outputs
+    """images (B, S, S, 3) uint8 → dict of the outputs documented in ``model.OUTPUT_FRAMES``."""
 
     def f(images):
-        return _forward_outputs(model(images))
+        return model(images).outputs()
 
     return f
 
@@ -254,13 +216,20 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, help="training workdir, its checkpoints/ folder, or a <step>/ folder")
     p.add_argument("--out", required=True, help="export directory to write")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-    p.add_argument("--config", default=None, help="config .json or configs/*.py (default: WORKDIR/config.json)")
+    p.add_argument("--config", default=None, help="config .json or configs/*.py[:arg] (default: WORKDIR/config.json); "
+                   "--config.x=v overrides a field")
     p.add_argument("--template", default=None, help="(98, 3) .npy (default: WORKDIR/data/multiview/template.npy)")
     p.add_argument("--no-stablehlo", action="store_true", help="skip the jax.export inference function")
+    argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    out = export_model(args.checkpoint, args.out, step=args.step, config=args.config, template=args.template,
+    config = args.config
+    if assignments:
+        config = workdir_lib.load_config(
+            config or workdir_lib.locate_checkpoint(args.checkpoint)[0] / workdir_lib.CONFIG_FILE)
+        workdir_lib.override(config, assignments)
+    out = export_model(args.checkpoint, args.out, step=args.step, config=config, template=args.template,
                        stablehlo=not args.no_stablehlo)
     meta = json.loads((out / checkpointing.EXPORT_METADATA).read_text())
     print(f"exported step {meta['source'].get('step')} of {meta['source'].get('checkpoint')} to {out}")

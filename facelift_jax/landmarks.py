@@ -30,6 +30,13 @@ REGIONS_98: dict[str, np.ndarray] = {
 TABLE_REGIONS = ("full", "contours", "brows", "nose", "eyes", "mouth")
 
 PUPILS = np.array([96, 97])
+# The 96 landmarks with a fixed 3D position: all but the pupils (a GAN's pupils follow the camera,
+# §4). Every score, loss mask, pseudo-label mask and baseline selects them with one of these two.
+NON_PUPILS = np.setdiff1d(np.arange(NUM_LANDMARKS), PUPILS)  # (96,) indices: the "full" region
+NON_PUPIL_MASK = ~np.isin(np.arange(NUM_LANDMARKS), PUPILS)  # (98,) bool
+for _a in (PUPILS, NON_PUPILS, NON_PUPIL_MASK):
+    _a.flags.writeable = False  # shared constants: use them, never modify them in place
+del _a
 
 
 def _mirror_pairs_98() -> list[tuple[int, int]]:
@@ -87,7 +94,7 @@ def region_indices(region: str, num_points: int = 98) -> np.ndarray:
     """Indices of ``region`` ("full", "contours", "brows", "nose", "eyes", "mouth", "pupils")."""
     if num_points == 98:
         if region == "full":
-            return np.arange(0, 96)
+            return NON_PUPILS
         table = REGIONS_98
     elif num_points == 68:
         if region == "full":

@@ -70,36 +70,40 @@ _EPS_DEPTH = 1e-6
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The ``lifting`` config section (the same fields as ``configs/default.py``)."""
+    """The ``lifting`` config section: the one source of its defaults (``configs/default.py`` and
+    ``LiftSettings`` take them from here)."""
     return ml_collections.ConfigDict(dict(
-        optimizer="gauss_newton",
-        steps=5,
-        learning_rate=1.0,
-        loss="cauchy",
-        huber_delta=0.015,
-        residual_threshold=0.02,
-        outlier_threshold=0.05,
-        min_views=2,
-        min_inlier_fraction=0.5,
-        damping=1e-6,
-        chunk_size=4096,
+        optimizer="gauss_newton",  # "gauss_newton" (Optax chain: per-landmark 3×3 GN/IRLS preconditioner) or "adam"
+        steps=5,                # fixed-length lax.scan after the closed-form DLT start (adam needs ~300)
+        learning_rate=1.0,      # GN step scale (1 = full step); adam: e.g. 1e-3
+        loss="cauchy",          # "cauchy" (redescending: rejects gross outliers), "huber", "laplacian", "l2"
+        huber_delta=0.015,      # scale δ of the robust loss, normalized image units (cauchy: weight ½ at δ)
+        residual_threshold=0.02,  # RMS reprojection residual above which a point is invalid
+        outlier_threshold=0.05,   # a view's error above this does not count as an inlier view
+        min_views=2,            # inlier views needed for a valid point ...
+        min_inlier_fraction=0.5,  # ... and at least this fraction of its usable views
+        damping=1e-6,           # Levenberg damping of each 3×3 block, relative to its trace
+        chunk_size=4096,        # latents per jitted call
     ))
+
+
+_DEFAULT = default_config()
 
 
 @dataclasses.dataclass(frozen=True)
 class LiftSettings:
-    """Hashable solver settings (static under jit); see ``default_config`` for the meaning."""
+    """Hashable solver settings (static under jit); meaning and defaults: ``default_config``."""
 
-    optimizer: str = "gauss_newton"
-    steps: int = 5
-    learning_rate: float = 1.0
-    loss: str = "cauchy"
-    huber_delta: float = 0.015
-    residual_threshold: float = 0.02
-    outlier_threshold: float = 0.05
-    min_views: int = 2
-    min_inlier_fraction: float = 0.5
-    damping: float = 1e-6
+    optimizer: str = _DEFAULT.optimizer
+    steps: int = _DEFAULT.steps
+    learning_rate: float = _DEFAULT.learning_rate
+    loss: str = _DEFAULT.loss
+    huber_delta: float = _DEFAULT.huber_delta
+    residual_threshold: float = _DEFAULT.residual_threshold
+    outlier_threshold: float = _DEFAULT.outlier_threshold
+    min_views: int = _DEFAULT.min_views
+    min_inlier_fraction: float = _DEFAULT.min_inlier_fraction
+    damping: float = _DEFAULT.damping
 
     @classmethod
     def from_config(cls, config) -> "LiftSettings":

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from facelift_jax import rotation as rotation_lib
-from facelift_jax.landmarks import PUPILS
+from facelift_jax.landmarks import NON_PUPIL_MASK
 
 
 def _safe_sqrt(x):
@@ -92,8 +92,7 @@ def geodesic_loss(R_pred, R_true, mask=None):
 
 
 def _not_pupil(mask):
-    keep = jnp.ones(mask.shape[-1], bool).at[jnp.asarray(PUPILS)].set(False)
-    return jnp.asarray(mask, bool) & keep
+    return jnp.asarray(mask, bool) & NON_PUPIL_MASK
 
 
 def _check(batch: Mapping, keys, name: str):

@@ -70,14 +70,6 @@ def _as_mask(mask, shape) -> np.ndarray:
     return mask
 
 
-def box_size_from_wh(wh) -> np.ndarray:
-    """(M, 2) box widths and heights → (M,) normalizer sqrt(w·h) (1/z of eq. 5)."""
-    wh = np.asarray(wh, np.float64)
-    if wh.ndim != 2 or wh.shape[1] != 2:
-        raise ValueError(f"wh must have shape (M, 2), got {wh.shape}")
-    return np.sqrt(wh[:, 0] * wh[:, 1])
-
-
 def box_size_from_points(points) -> np.ndarray:
     """(M, N, 2) points → (M,) sqrt(w·h) of each image's tight axis-aligned box of the points."""
     points = np.asarray(points, np.float64)

@@ -1,4 +1,7 @@
-"""Pictures of a training run (matplotlib, Agg): training curves and test predictions vs truth."""
+"""Pictures of a training run: training curves and test predictions vs truth.
+
+Figures are ``matplotlib.figure.Figure`` objects written with ``savefig`` (PNG through Agg): no
+pyplot, so no global backend switch and no figure registry to close."""
 
 from __future__ import annotations
 
@@ -6,10 +9,8 @@ import json
 import pathlib
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def read_metrics(path) -> list[dict]:
@@ -37,7 +38,8 @@ def training_curves(metrics_path, out_png, baseline: dict | None = None) -> path
     rows = read_metrics(metrics_path)
     out_png = pathlib.Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    fig = Figure(figsize=(20, 4.2))
+    axes = fig.subplots(1, 4)
 
     ax = axes[0]
     ax.plot(*_series(rows, "train", "loss"), label="loss")
@@ -61,7 +63,7 @@ def training_curves(metrics_path, out_png, baseline: dict | None = None) -> path
     ax.set_xlabel("step")
 
     ax = axes[3]
-    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    colors = iter(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
     for part in ("multiview", "multiframe"):
         for metric in ("nmlc", "nme"):
             key = f"{part}/{metric}/full"
@@ -80,7 +82,6 @@ def training_curves(metrics_path, out_png, baseline: dict | None = None) -> path
         a.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
-    plt.close(fig)
     return out_png
 
 
@@ -92,7 +93,8 @@ def learning_curve(metrics_path, out_png, images_per_step: int, baselines: dict 
     rows = read_metrics(metrics_path)
     out_png = pathlib.Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     lines = (("baseline", "template, true pose", "tab:green", ":"),
              ("detector_baseline", "2D detector + template fit", "tab:red", "--"))
     for ax, (key, title) in zip(axes, (("multiview/nmlc/full", "held-out multi-view NMLC (full face, ×100)"),
@@ -113,7 +115,6 @@ def learning_curve(metrics_path, out_png, images_per_step: int, baselines: dict 
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
-    plt.close(fig)
     return out_png
 
 
@@ -128,7 +129,8 @@ def prediction_grid(images, pred2d, true2d, out_png, ncols: int = 4) -> pathlib.
     out_png.parent.mkdir(parents=True, exist_ok=True)
     ncols = min(ncols, m)
     nrows = -(-m // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
+    fig = Figure(figsize=(3 * ncols, 3 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= m:
@@ -146,5 +148,4 @@ def prediction_grid(images, pred2d, true2d, out_png, ncols: int = 4) -> pathlib.
     fig.suptitle("held-out test renders: prediction (red) vs truth (green)")
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
-    plt.close(fig)
     return out_png

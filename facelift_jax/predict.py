@@ -2,11 +2,13 @@
 
     python -m facelift_jax.predict INPUT... --model EXPORT_DIR --out OUT_DIR
 
-INPUT: image files (png, jpg, ...), video files (mp4, avi, mov, mkv, ...) or folders of them.
-Per image ``<stem>.json`` + ``<stem>.npz`` + ``<stem>_overlay.png``; per video ``<stem>.json``
-(summary) + ``<stem>.npz`` (per-frame arrays) + ``<stem>_overlay.mp4``. A file that fails (not
-readable, wrong channels, empty video) is reported and skipped; the exit status is the number of
-failed inputs (capped at 125).
+INPUT: image files (png, jpg, ...), video files (mp4, avi, mov, mkv, ...) or folders of them,
+read by ``facelift_jax.media`` (the project's one policy: grayscale and 16-bit images are
+converted to 8-bit RGB). Per image ``<stem>.json`` + ``<stem>.npz`` + ``<stem>_overlay.png``; per
+video ``<stem>.json`` (summary) + ``<stem>.npz`` (per-frame arrays) + ``<stem>_overlay.mp4``. A
+file that fails (missing, not a readable image or video, an unsupported pixel format, an empty
+video, an unwritable output) is reported and skipped; any other error stops the run. The exit
+status is the number of failed inputs (capped at 125).
 
 Face crop: the model was trained on renders framed like EG3D's (face centred, landmark box
 ≈ 55–75 % of the side). A face box comes from the MediaPipe bridge (``bridges.mediapipe``, needs
@@ -41,14 +43,14 @@ from flax import nnx
 from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
+from facelift_jax import export as export_lib
 from facelift_jax import landmarks as lm
-from facelift_jax import rotation as rotation_lib
+from facelift_jax import media
+from facelift_jax.batching import next_power_of_two, pad_batch
 from facelift_jax.evaluation.datasets.base import square_box
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 DEFAULT_CROP_SCALE = 1.0 / 0.65  # crop side / face-landmark box side (renders: box ≈ 65 % of the side)
 
 
@@ -139,31 +141,16 @@ def check_image(image, name: str = "image") -> np.ndarray:
 # The predictor
 # ----------------------------------------------------------------------------------------------
 
-def _forward_outputs(prediction) -> dict[str, jax.Array]:
-    """Model Prediction → the dict the predictor (and the StableHLO export) returns.
-
-    landmarks2d normalized image coords, covariance Σ = L Lᵀ normalized units², pose, Euler deg.
-    """
-    L = prediction.scale_tril
-    return {
-        "landmarks3d": prediction.landmarks3d,
-        "landmarks2d": prediction.landmarks2d,
-        "covariances": jnp.einsum("...ij,...kj->...ik", L, L),
-        "rotation": prediction.rotation,
-        "translation": prediction.translation,
-        "euler_degrees": rotation_lib.euler_degrees(prediction.rotation),
-    }
-
-
-TRACE_COUNT = [0]  # times the forward pass was traced (compiled): once per (architecture, batch shape)
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _jitted_forward(graphdef, state, images):
     # The architecture (graphdef) is static, the parameters are arguments: predictors of the same
     # architecture (e.g. a model and its reloaded export) share one compiled function per shape.
-    TRACE_COUNT[0] += 1
-    return _forward_outputs(nnx.merge(graphdef, state)(images))
+    return nnx.merge(graphdef, state)(images).outputs()
+
+
+def compiled_forward_count() -> int:
+    """How many (architecture, batch shape) versions of the shared forward pass are compiled."""
+    return _jitted_forward._cache_size()
 
 
 class Predictor:
@@ -185,8 +172,6 @@ class Predictor:
     @classmethod
     def load(cls, directory, *, batch_size: int = 16) -> "Predictor":
         """Restore an export written by ``facelift_jax.export`` (params via Orbax + metadata)."""
-        from facelift_jax import export as export_lib  # the Orbax side lives in checkpointing
-
         model, metadata = export_lib.load_model(directory)
         return cls(model, image_size=metadata["image_size"], batch_size=batch_size, metadata=metadata)
 
@@ -196,15 +181,13 @@ class Predictor:
 
     def bucket(self, n: int) -> int:
         """The padded chunk size for n images: the next power of two, at most ``batch_size``."""
-        return min(self.batch_size, 1 << max(0, int(n) - 1).bit_length())
+        return min(self.batch_size, next_power_of_two(n))
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         # Padding to a few bucket sizes bounds both recompiles (log2(batch_size) + 1 shapes) and
         # wasted work (< 2×).
         n = len(batch)
-        size = self.bucket(n)
-        if size > n:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, 0)])
+        batch = pad_batch(np.asarray(batch), self.bucket(n))
         out = jax.device_get(_jitted_forward(self._graphdef, self._state, jnp.asarray(batch)))
         return {k: np.asarray(v)[:n] for k, v in out.items()}
 
@@ -280,7 +263,7 @@ class FaceCropper:
                 from bridges.mediapipe import MediaPipeDetector  # optional [bridges] extra
 
                 self.detector = MediaPipeDetector(max_faces=1)
-            except Exception as e:  # noqa: BLE001 - any failure to set it up means "no detector"
+            except (ImportError, OSError) as e:  # the optional runtime or its model files are missing
                 if mode == "mediapipe":
                     raise RuntimeError(f"the MediaPipe face detector is not available: {e}") from e
                 self.reason = f"bridges.mediapipe unavailable ({type(e).__name__}: {e})"
@@ -386,26 +369,8 @@ def _json_entry(r: PredictionResult, index: int) -> dict:
     }
 
 
-def read_image_file(path: pathlib.Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file, or ValueError with the reason."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError("not a readable image file")
-    if image.dtype != np.uint8:
-        raise ValueError(f"unsupported pixel type {image.dtype} (need 8-bit)")
-    if image.ndim == 2:
-        raise ValueError("grayscale image: 1 channel, the model needs 3 (RGB)")
-    if image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    else:
-        raise ValueError(f"{image.shape[2]} channels; the model needs 3 (RGB)")
-    return check_image(image, str(path))
-
-
 def predict_image(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path) -> dict:
-    image = read_image_file(path)
+    image = check_image(media.read_image(path), str(path))
     box, source = cropper.box(image)
     result = predictor.predict_crops([image], box[None])
     entry = {"input": str(path), "kind": "image", "width": image.shape[1], "height": image.shape[0],
@@ -416,36 +381,14 @@ def predict_image(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
     return entry
 
 
-def iter_video(path: pathlib.Path, batch: int):
-    """Yield (frames list of (H, W, 3) uint8 RGB, fps) chunks of a video; ValueError if unreadable."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError("not a readable video file")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    try:
-        frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if len(frames) == batch:
-                yield frames, fps
-                frames = []
-        if frames:
-            yield frames, fps
-    finally:
-        cap.release()
-
-
 def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path,
                   progress: bool = True) -> dict:
-    total = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    total, fps = media.video_properties(path)
     writer, results, sources = None, [], []
     overlay_path = out_dir / f"{path.stem}_overlay.mp4"
     bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
     try:
-        for frames, fps in iter_video(path, predictor.batch_size):
+        for frames in media.iter_video(path, predictor.batch_size):
             boxes = []
             for f in frames:
                 last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
@@ -486,7 +429,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
     for s in inputs:
         p = pathlib.Path(s)
         if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            out += sorted(q for q in p.iterdir() if media.is_image(q) or media.is_video(q))
         else:
             out.append(p)
     return out
@@ -507,12 +450,12 @@ def run(inputs: Sequence[str], model_dir, out_dir, *, detector: str = "auto", cr
         try:
             if not path.is_file():
                 raise FileNotFoundError("no such file")
-            if path.suffix.lower() in VIDEO_SUFFIXES:
+            if media.is_video(path):
                 done.append(predict_video(predictor, cropper, path, out_dir, progress))
             else:
                 done.append(predict_image(predictor, cropper, path, out_dir))
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
-            msg = f"{type(e).__name__}: {e}" if not isinstance(e, (ValueError, FileNotFoundError)) else str(e)
+        except (ValueError, OSError) as e:  # a bad or unwritable file must not stop the others; a bug does
+            msg = e.reason if isinstance(e, media.MediaError) else str(e)
             failed.append((str(path), msg))
             tqdm.write(f"error: {path}: {msg}", file=sys.stderr)
     return done, failed

@@ -8,7 +8,7 @@ detect 2D landmarks with the configured detector, mask them (the view masks, and
 confidence below ``min_confidence``), lift them to 3D (``lifting.lift``), and save the chunk.
 Then assemble the dataset, write the video pseudo-labels and the preview pictures.
 
-Output under DIR (the contract of notes/interfaces.md):
+Output under DIR (what data/labels.py and the training pipeline read):
   multiview/pseudo_labels.npz   latents (N,) int64, points3d (N,98,3) world, valid (N,98),
                                 residual (N,98), num_views (N,98), num_inliers (N,98), status (N,),
                                 and for a generator with exact landmarks true3d (N,98,3)
@@ -41,17 +41,26 @@ import numpy as np
 from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
-from facelift_jax import landmarks, lifting, sources, views
+from facelift_jax import landmarks, lifting, media, sources, views
+from facelift_jax import random_streams as streams
 
 REGIONS = ("contours", "brows", "nose", "eyes", "mouth")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The ``preprocess`` section (also in configs/default.py)."""
+    """The ``preprocess`` config section: the one source of its defaults (``configs/default.py``
+    takes them from here)."""
     return ml_collections.ConfigDict(dict(
-        num_latents=512, first_latent=0, chunk_size=128, render_batch=64, min_confidence=0.0,
-        num_videos=16, frames_per_video=48, first_video=0, video_dir="", preview_latents=3,
+        num_latents=512,        # GAN latents lifted to 3D pseudo-labels (seeds first_latent ...)
+        first_latent=0,
+        chunk_size=128,         # latents rendered + detected + lifted per restartable chunk
+        render_batch=64,        # images per generator/detector call (bounds memory)
+        min_confidence=0.0,     # also mask detections whose confidence is below this (0: view masks only, as the paper)
+        preview_latents=3,      # latents drawn in preview/ (detections vs reprojected pseudo-labels)
+        num_videos=16,          # synthetic training videos (multi-frame branch)
+        frames_per_video=48,
+        first_video=0,
+        video_dir="",           # real videos (a folder of files) instead of synthetic ones, when set
     ))
 
 
@@ -180,7 +189,7 @@ def run_multiview(config, out_dir: pathlib.Path, progress: bool = True) -> pathl
     cams = views.lifting_cameras(radius=config.camera.get("radius", camera_lib.DEFAULT_RADIUS),
                                  look_at=tuple(config.camera.get("look_at", camera_lib.DEFAULT_LOOK_AT)))
     latents = np.arange(pre.first_latent, pre.first_latent + pre.num_latents, dtype=np.int64)
-    key = jax.random.fold_in(jax.random.key(int(config.get("seed", 0))), 4)  # 4: the preprocessing stream
+    key = jax.random.fold_in(jax.random.key(int(config.get("seed", 0))), streams.PREPROCESS_DETECTIONS)
     generator = detector = None
     starts = list(range(0, len(latents), pre.chunk_size))
     bar = tqdm(total=len(latents), desc="preprocess: render, detect, lift", unit="latent", disable=not progress)
@@ -254,7 +263,7 @@ def _metadata(plan: dict, data: dict, timing: dict) -> dict:
         view_mask_rules=dict(views.MASK_RULES), min_confidence=plan["min_confidence"],
         lifting=plan["lifting"],
         invalid_points=dict(
-            total=int((~valid).sum()), excluding_pupils=int((~valid[:, :96]).sum()),
+            total=int((~valid).sum()), excluding_pupils=int((~valid[:, landmarks.NON_PUPILS]).sum()),
             per_region={r: int((~valid[:, landmarks.region_indices(r)]).sum()) for r in REGIONS + ("pupils",)},
             per_landmark=(~valid).sum(0).tolist()),
         status_counts={name: int(((status & bit) != 0).sum()) for bit, name in lifting.STATUS_NAMES.items()},
@@ -279,9 +288,9 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
     root.mkdir(parents=True, exist_ok=True)
     entries = []
     if pre.video_dir:
-        files = sorted(p for p in pathlib.Path(pre.video_dir).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        files = sorted(p for p in pathlib.Path(pre.video_dir).iterdir() if media.is_video(p))
         if not files:
-            raise ValueError(f"preprocess.video_dir {pre.video_dir!r} holds no video ({', '.join(VIDEO_SUFFIXES)})")
+            raise ValueError(f"preprocess.video_dir {pre.video_dir!r} holds no video ({', '.join(media.VIDEO_SUFFIXES)})")
         detector = None
         for path in tqdm(files, desc="preprocess: video labels", unit="video", disable=not progress):
             labels = root / f"{path.stem}.npz"
@@ -318,11 +327,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
 
 def label_video(path: pathlib.Path, detector, labels: pathlib.Path, batch: int = 32) -> dict:
     """Detect 98 landmarks in every frame of a real video → atomically saved ``labels`` npz."""
-    from facelift_jax.synthetic import read_video
-
-    frames = read_video(path)
-    if len(frames) == 0:
-        raise ValueError(f"video {path} has no readable frames")
+    frames = media.read_video(path)
     if callable(getattr(detector, "track", None)):  # a tracker follows the face from frame to frame
         lm, conf = detector.track(frames, return_confidence=True)
     else:
@@ -342,10 +347,7 @@ _REGION_COLOURS = {"contours": "tab:orange", "brows": "tab:brown", "nose": "tab:
 
 def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Per-view detections vs reprojected lifted points for a few latents, and a 3D scatter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch (plots.py)
 
     pre = _section(config)
     root = out_dir / "preview"
@@ -359,7 +361,7 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
                                  look_at=tuple(config.camera.get("look_at", camera_lib.DEFAULT_LOOK_AT)))
     lat = data["latents"][:n]
     generator, detector = sources.make_generator(config), sources.make_detector(config)
-    key = jax.random.fold_in(jax.random.key(int(config.get("seed", 0))), 5)
+    key = jax.random.fold_in(jax.random.key(int(config.get("seed", 0))), streams.PREPROCESS_PREVIEW)
     det, conf, extras = render_and_detect(generator, detector, lat, cams, int(config.get("image_size", 224)), key,
                                           int(pre.render_batch), keep_images=True)
     mask = views.view_masks()[None] & (conf >= float(pre.min_confidence))
@@ -369,7 +371,8 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     cols = 5
     rows = -(-V // cols)
     for b in range(n):
-        fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows))
+        fig = Figure(figsize=(3 * cols, 3.2 * rows))
+        axes = fig.subplots(rows, cols)
         for v, ax in enumerate(axes.ravel()):
             ax.axis("off")
             if v >= V:
@@ -391,10 +394,9 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
         fig.tight_layout()
         path = root / f"lifting_latent{int(lat[b]):06d}.png"
         fig.savefig(path, dpi=80)
-        plt.close(fig)
         written.append(path)
 
-    fig = plt.figure(figsize=(11, 5.5))
+    fig = Figure(figsize=(11, 5.5))
     for k, (elev, azim) in enumerate(((10, -90), (10, 0))):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
         P, ok = data["points3d"][0], data["valid"][0]
@@ -416,7 +418,6 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     fig.suptitle(f"latent {int(lat[0])}: 3D pseudo-label (world), front and side")
     path = root / f"scatter3d_latent{int(lat[0]):06d}.png"
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     written.append(path)
     return written
 

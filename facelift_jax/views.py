@@ -108,10 +108,9 @@ def view_masks(views=LIFTING_VIEWS) -> np.ndarray:
         # the far side is the one opposite the camera's azimuth: α > 0 looks from +x
         far = side == -np.sign(az) if az != 0 else np.zeros(98, bool)
         mid = side == 0
-        keep = np.ones(98, bool)
+        keep = landmarks.NON_PUPIL_MASK.copy()
         keep &= ~(far & (abs(az) > limits_far))
         keep &= ~(mid & (abs(az) > limits_mid))
-        keep[landmarks.PUPILS] = False
         masks.append(keep)
     return np.stack(masks)
 

@@ -7,23 +7,16 @@ import json
 import numpy as np
 import pytest
 
+from conftest import pinhole
 from facelift_jax import camera
 from facelift_jax.evaluation import baselines, evaluator, scoring
 from facelift_jax.evaluation.datasets import synthetic as testset_lib
-
-F = 2985.29 / 700.0
 
 
 def _template():
     from facelift_jax.synthetic import SyntheticGenerator
 
     return np.asarray(SyntheticGenerator().landmarks3d(np.array([3])), np.float64)[0]
-
-
-def _pinhole(points, R, t):
-    """Independent projection: p = R X + t, u = f x / z + 0.5, v = f y / z + 0.5."""
-    p = np.einsum("bij,nj->bni", R, points) + t[:, None]
-    return np.stack([F * p[..., 0] / p[..., 2] + 0.5, F * p[..., 1] / p[..., 2] + 0.5], -1)
 
 
 def _angle_deg(A, B):
@@ -42,7 +35,7 @@ def _poses():
 def test_pnp_recovers_a_known_rotation_and_ignores_pupils():
     template = _template()
     R, t = _poses()
-    pts = _pinhole(template, R, t)
+    pts = pinhole(template, R, t)
     pts[:, 96:] += 0.3  # pupils wildly off (and confident): they must not enter the fit
     conf = np.ones(pts.shape[:2])
     conf[:, ::3] = 0.2  # a third of the points unconfident: left out
@@ -56,14 +49,14 @@ def test_pnp_recovers_a_known_rotation_and_ignores_pupils():
 def _truth(template, R, t, rng):
     m = len(R)
     true3d = template[None] + rng.normal(0, 0.01, (m, 98, 3))
-    l2d = np.stack([_pinhole(true3d[i], R[i:i + 1], t[i:i + 1])[0] for i in range(m)])
+    l2d = np.stack([pinhole(true3d[i], R[i:i + 1], t[i:i + 1])[0] for i in range(m)])
     verts = np.concatenate([l2d, l2d + rng.normal(0, 0.01, l2d.shape)], 1)
     return testset_lib.TestImages(
         image=np.zeros((m, 8, 8, 3), np.uint8), landmarks2d=l2d.astype(np.float32),
         landmarks3d=true3d.astype(np.float32), rotation=R.astype(np.float32), translation=t.astype(np.float32),
         visible=np.ones((m, 98), bool), vertices2d=verts.astype(np.float32),
         box_size=testset_lib.box_size(l2d).astype(np.float32),
-        detections=_pinhole(template, R, t).astype(np.float32), detection_confidence=np.ones((m, 98), np.float32))
+        detections=pinhole(template, R, t).astype(np.float32), detection_confidence=np.ones((m, 98), np.float32))
 
 
 def test_noise_free_detector_baseline_equals_true_pose_baseline():

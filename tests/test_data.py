@@ -12,17 +12,12 @@ from facelift_jax.data import pipeline
 from facelift_jax.evaluation.datasets import synthetic as testset_lib
 
 from _training_data import TINY_IMAGE, tiny_config, tiny_data_dir
+from conftest import pinhole
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return tiny_data_dir(tmp_path_factory)
-
-
-def _project_numpy(points, R, t, focal=2985.29 / 700.0):
-    """Pinhole projection written out: p_cam = R p + t, uv = (f·x/z + 0.5, f·y/z + 0.5)."""
-    p = np.einsum("bij,bnj->bni", R.astype(np.float64), points.astype(np.float64)) + t[:, None].astype(np.float64)
-    return np.stack([focal * p[..., 0] / p[..., 2] + 0.5, focal * p[..., 1] / p[..., 2] + 0.5], -1)
 
 
 def _take(iterator, n):
@@ -49,7 +44,7 @@ def test_multiview_batch_matches_labels_and_cameras(data_dir):
     R, t = batch["rotation"], batch["translation"]
     np.testing.assert_allclose(np.einsum("bij,bkj->bik", R, R), np.broadcast_to(np.eye(3), R.shape), atol=1e-5)
     np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-5)
-    np.testing.assert_allclose(batch["landmarks2d"], _project_numpy(batch["landmarks3d"], R, t), atol=1e-5)
+    np.testing.assert_allclose(batch["landmarks2d"], pinhole(batch["landmarks3d"], R, t), atol=1e-5)
     # The camera obeys the landmark-box constraint of C: inside the image, min side > half of it.
     box_lo, box_hi = batch["landmarks2d"].min(1), batch["landmarks2d"].max(1)
     assert np.all(box_lo >= 0) and np.all(box_hi <= 1)
@@ -157,7 +152,7 @@ def test_test_set_truth(data_dir):
     ts = testset_lib.load_or_build(config, data_dir)
     mv = ts.multiview
     assert len(mv) == config.eval.num_latents
-    np.testing.assert_allclose(mv.landmarks2d, _project_numpy(mv.landmarks3d, mv.rotation, mv.translation), atol=1e-5)
+    np.testing.assert_allclose(mv.landmarks2d, pinhole(mv.landmarks3d, mv.rotation, mv.translation), atol=1e-5)
     ext = mv.landmarks2d.max(1) - mv.landmarks2d.min(1)
     np.testing.assert_allclose(mv.box_size, np.sqrt(ext[:, 0] * ext[:, 1]), rtol=1e-5)
     assert mv.vertices2d is not None and mv.vertices2d.shape[0] == len(mv)

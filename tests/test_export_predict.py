@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 
 from configs.default import get_config
+from conftest import tiny_vit
 from facelift_jax import checkpointing, export, predict
 from facelift_jax.model import build_model
 
@@ -21,10 +22,7 @@ SIZE = 32
 def tiny_config():
     c = get_config()
     c.image_size = SIZE
-    m = c.model
-    m.vit.width, m.vit.depth, m.vit.heads, m.vit.patch, m.vit.image_size = 32, 1, 2, 8, SIZE
-    m.vit.stem_width = 16
-    m.decoder.width, m.decoder.depth, m.decoder.heads = 32, 1, 2
+    m = tiny_vit(c.model, image_size=SIZE, width=32, depth=1, patch=8, stem_width=16)
     # Large output layers so that different images give visibly different predictions.
     m.heads = dict(init_scale=1.0)
     return c
@@ -102,6 +100,10 @@ def test_checkpoint_to_export(model, images, tmp_path):
     got = predict.Predictor.load(out).predict_normalized(images)
     original = predict.Predictor(model, image_size=SIZE).predict_normalized(images)
     np.testing.assert_array_equal(got["landmarks2d"], original["landmarks2d"])
+    # The command line: the workdir's config.json with a --config.x=v override (train's convention).
+    assert export.main(["--checkpoint", str(work), "--out", str(tmp_path / "exp16"), "--no-stablehlo",
+                        "--config.model.dtype=bfloat16"]) == 0
+    assert json.loads((tmp_path / "exp16" / "metadata.json").read_text())["model"]["dtype"] == "bfloat16"
     with pytest.raises(FileNotFoundError, match="config.json"):
         (work / "config.json").unlink()
         export.export_model(work, tmp_path / "exp2")
@@ -132,14 +134,14 @@ def test_stablehlo_runs_without_model_code(images, export_dir, tmp_path, referen
 
 def test_predictor_jits_once_per_bucket(model, images, reference):
     p = predict.Predictor(model, image_size=SIZE, batch_size=4)
-    start = predict.TRACE_COUNT[0]
+    start = predict.compiled_forward_count()
     out = p.predict_normalized(images)  # chunks of 4 and 1 → buckets 4 and 1
     np.testing.assert_allclose(out["landmarks2d"], reference["landmarks2d"], rtol=1e-4, atol=1e-5)
-    traced = predict.TRACE_COUNT[0] - start
+    traced = predict.compiled_forward_count() - start
     assert traced <= 2  # 0 when another test compiled these shapes already
     p.predict_normalized(images[:3])  # bucket 4 again (padded)
     p.predict_normalized(images)
-    assert predict.TRACE_COUNT[0] - start == traced
+    assert predict.compiled_forward_count() - start == traced
     assert [p.bucket(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 4, 4]
 
 
@@ -184,16 +186,19 @@ def test_cli_images_videos_and_failures(export_dir, images, tmp_path, capsys):
     src.mkdir()
     big = cv2.resize(images[0], (96, 64))
     cv2.imwrite(str(src / "face.png"), big)
-    cv2.imwrite(str(src / "gray.png"), big[..., 0])
+    cv2.imwrite(str(src / "gray.png"), big[..., 0])  # read as RGB (facelift_jax.media's one image policy)
+    cv2.imwrite(str(src / "float.tiff"), big.astype(np.float32))  # 32-bit float samples: unsupported
     (src / "broken.jpg").write_bytes(b"\x00garbage")
     _write_video(src / "clip.avi", [cv2.resize(im, (64, 64)) for im in images] * 2)
     (src / "empty.avi").write_bytes(b"")
     out = tmp_path / "out"
     code = predict.main([str(src), "--model", str(export_dir), "--out", str(out), "--detector", "none",
                          "--batch-size", "4", "--no-progress"])
-    assert code == 3  # gray, broken, empty
+    assert code == 3  # float, broken, empty
     err = capsys.readouterr().err
-    assert "gray.png: grayscale image" in err and "broken.jpg: not a readable image" in err and "empty.avi" in err
+    assert "float.tiff: unsupported: pixel type float32" in err and "broken.jpg: not a readable image" in err \
+        and "empty.avi" in err
+    assert "gray.png" not in err and json.loads((out / "gray.json").read_text())["width"] == 96
     entry = json.loads((out / "face.json").read_text())
     assert entry["width"] == 96 and entry["face_source"] == "whole-image"
     assert np.asarray(entry["landmarks2d"]).shape == (98, 2)

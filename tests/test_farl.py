@@ -163,6 +163,7 @@ def test_export_round_trip(torch_vit, images):
 def test_load_pretrained_into_regressor_and_mismatch_errors(torch_vit, images, tmp_path):
     path = farl_checkpoint(torch_vit, tmp_path)
     c = get_config().model
+    c.encoder, c.pretrained = "vit", ""  # FaRL's encoder, whatever the default one is
     c.vit.update(width=W, depth=LAYERS, heads=HEADS, patch=PATCH, image_size=RES, stem="conv")
     c.decoder.update(width=16, depth=1, heads=2)
     template = np.random.default_rng(0).normal(0, 0.1, (98, 3)).astype(np.float32)

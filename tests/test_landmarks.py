@@ -13,6 +13,11 @@ def test_regions_partition_the_98_points():
     assert lm.REGIONS_98["eyes"][[0, -1]].tolist() == [60, 75]
     assert lm.REGIONS_98["mouth"][[0, -1]].tolist() == [76, 95]
     assert lm.region_indices("full").tolist() == list(range(96))
+    # The one non-pupil selection, as indices and as a mask; shared constants are read-only.
+    np.testing.assert_array_equal(np.flatnonzero(lm.NON_PUPIL_MASK), lm.NON_PUPILS)
+    assert lm.region_indices("full") is lm.NON_PUPILS and not lm.NON_PUPIL_MASK[lm.PUPILS].any()
+    with pytest.raises(ValueError, match="read-only"):
+        lm.NON_PUPIL_MASK[0] = False
 
 
 def test_mirror_is_an_involution_with_the_named_pairs():

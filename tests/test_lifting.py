@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
+from conftest import pinhole
 from facelift_jax import camera, lifting, views
 
 FACE_SIZE = float(np.linalg.norm(np.ptp(views.canonical_template()[:96], 0)))  # bbox diagonal, ~0.5
@@ -24,10 +25,8 @@ def _cams_np(cams):
 
 
 def _project_np(points, K, R, t):
-    """Independent float64 projection: points (..., N, 3), per-view K, R, t → (..., V, N, 2)."""
-    p = np.einsum("vij,...nj->...vni", R, points) + t[:, None, :]
-    q = np.einsum("vij,...vnj->...vni", K, p)
-    return q[..., :2] / q[..., 2:3]
+    """points (..., N, 3) seen by V views (K, R, t (V, ...)) → (..., V, N, 2)."""
+    return pinhole(points[..., None, :, :], R, t, K=K)
 
 
 def _faces(rng, B):

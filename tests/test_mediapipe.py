@@ -12,6 +12,7 @@ skimage_data = pytest.importorskip("skimage.data")
 from bridges import mediapipe as mp  # noqa: E402
 from bridges import mediapipe_wflw as mw  # noqa: E402
 from facelift_jax import landmarks as lm  # noqa: E402
+from facelift_jax import media  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -425,7 +426,7 @@ def test_label_video(tmp_path, astronaut, face):
         err = np.linalg.norm(labels["landmarks2d"][t] * 512 - (face["landmarks98"] + [dx, dy]), axis=1)
         assert err.mean() < 2.0, (t, err.mean())
     with pytest.raises(FileNotFoundError, match="cannot open video"):
-        mp.read_video(tmp_path / "missing.avi")
+        media.read_video(tmp_path / "missing.avi")
 
 
 def test_command_line_on_a_photo(tmp_path, astronaut, face):

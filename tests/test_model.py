@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from configs.default import get_config
+from conftest import pinhole, tiny_vit
 from facelift_jax import losses
 from facelift_jax.model import (FaceLiftRegressor, Prediction, ResNet, Template, VisionTransformer, build_model,
                                 count_parameters, parameter_counts)
@@ -18,11 +19,8 @@ def template():
 
 
 def tiny_config():
-    c = get_config().model
     # These tests use 224² inputs (the paper's size), whatever the CPU default's image_size is.
-    c.vit.update(width=32, depth=2, heads=2, patch=32, image_size=224, stem_width=32)
-    c.decoder.update(width=32, depth=2, heads=2)
-    return c
+    return tiny_vit(get_config().model, image_size=224, width=32, depth=2, patch=32, stem_width=32)
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +34,6 @@ forward = nnx.jit(lambda m, x: m(x))
 @pytest.fixture(scope="module")
 def images():
     return np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-
-
-def pinhole(points, R, t, f=2985.29 / 700.0, c=0.5):
-    """Independent numpy projection: p = R X + t, (f·x/z + c, f·y/z + c)."""
-    p = np.einsum("bij,bnj->bni", R, points) + t[:, None]
-    return f * p[..., :2] / p[..., 2:3] + c
 
 
 def test_prediction_shapes_and_geometry(model, images):
@@ -163,8 +155,10 @@ def test_bad_inputs_raise_clear_errors(model):
         VisionTransformer(30, 1, 4, 16, 224, rngs=nnx.Rngs(0))
 
 
-def test_default_config_builds():
-    config = get_config()
+def test_vit_tiny_config_builds():
+    from configs import vit_tiny  # the CPU-sized ViT start (the default before the EfficientNet one)
+
+    config = vit_tiny.get_config()
     m = nnx.eval_shape(lambda: build_model(config.model, template(), rngs=nnx.Rngs(0)))
     assert isinstance(m, FaceLiftRegressor)
     # width 96, depth 4, patch 16 ViT: same closed form as ViT-B/16 with these sizes, except the

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from facelift_jax.synthetic import labels_path, make_video, read_frame, read_video
+from facelift_jax.media import read_frame, read_video
+from facelift_jax.synthetic import labels_path, make_video
 from facelift_jax.synthetic.video import trajectories
 
 

@@ -72,9 +72,7 @@ def load_pseudo_labels(data_dir) -> PseudoLabels:
     if points.shape != (n, lm.NUM_LANDMARKS, 3) or valid.shape != (n, lm.NUM_LANDMARKS):
         raise ValueError(f"{path}: points3d {points.shape} / valid {valid.shape} do not match {n} latents")
     valid = valid & np.isfinite(points).all(-1)
-    trainable = valid.copy()
-    trainable[:, lm.PUPILS] = False
-    keep = (status == 0) & trainable.any(-1)
+    keep = (status == 0) & (valid & lm.NON_PUPIL_MASK).any(-1)
     if not keep.any():
         raise ValueError(f"{path}: none of the {n} lifted latents is usable (status 0 with a valid landmark)")
     points = np.where(valid[..., None], points, template)

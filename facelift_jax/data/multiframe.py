@@ -11,12 +11,7 @@ import cv2
 import numpy as np
 
 from facelift_jax.data.labels import VideoLabels
-
-
-def _read_frame(path: str, index: int) -> np.ndarray:
-    from facelift_jax import synthetic
-
-    return synthetic.read_frame(path, index)
+from facelift_jax.media import read_frame
 
 
 class FrameSource:
@@ -33,7 +28,7 @@ class FrameSource:
     def __getitem__(self, index: int) -> dict:
         v = self.videos
         clip, frame = int(v.frame_clip[index]), int(v.frame_index[index])
-        image = np.asarray(_read_frame(v.paths[clip], frame))
+        image = np.asarray(read_frame(v.paths[clip], frame))
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(f"{v.paths[clip]} frame {frame}: expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
         if image.shape[:2] != (self.image_size, self.image_size):

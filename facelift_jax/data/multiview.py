@@ -30,11 +30,6 @@ from facelift_jax.data.labels import PseudoLabels
 _RENDER_LOCK = threading.Lock()
 
 
-def not_pupil_mask() -> np.ndarray:
-    keep = np.ones(lm.NUM_LANDMARKS, bool)
-    keep[lm.PUPILS] = False
-    return keep
-
 
 class RenderMultiView(grain.transforms.RandomMap):
     """Batch of label indices (B,) → multi-view batch dict, rendered from random cameras.
@@ -72,7 +67,7 @@ class RenderMultiView(grain.transforms.RandomMap):
             "landmarks2d": np.asarray(camera.project(points, cams), np.float32),
             "rotation": np.asarray(cams.R, np.float32),
             "translation": np.asarray(cams.t, np.float32),
-            "mask": self.labels.valid[indices] & not_pupil_mask(),
+            "mask": self.labels.valid[indices] & lm.NON_PUPIL_MASK,
         }
 
 
@@ -109,5 +104,5 @@ class PooledMultiView(grain.transforms.RandomMap):
             "landmarks2d": pool_lib.project(points, R, t).astype(np.float32),
             "rotation": R.astype(np.float32),
             "translation": t.astype(np.float32),
-            "mask": self.labels.valid[rows] & not_pupil_mask(),
+            "mask": self.labels.valid[rows] & lm.NON_PUPIL_MASK,
         }

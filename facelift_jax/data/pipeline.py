@@ -18,13 +18,12 @@ import pathlib
 import grain
 import numpy as np
 
+from facelift_jax import random_streams as streams
 from facelift_jax.data import labels as labels_lib
 from facelift_jax.data import pool as pool_lib
 from facelift_jax.data.multiframe import DecodedFrameSource, FrameSource
 from facelift_jax.data.multiview import PooledMultiView, RenderMultiView
 
-# Distinct streams derived from the one config seed.
-_MV_SHUFFLE, _MV_RENDER, _MF_SHUFFLE = 101, 202, 303
 _ENDLESS = 2**40
 
 
@@ -47,11 +46,12 @@ def multiview_batches(config, pseudo_labels: labels_lib.PseudoLabels, *, process
     else rendered on the fly (one generator call for B latents per batch)."""
     b = local_batch_size(int(config.batch.multiview), process_count, "multiview")
     n = len(rendered) if rendered is not None else len(pseudo_labels)
-    ds = _endless(grain.MapDataset.range(n), int(config.seed) + _MV_SHUFFLE, process_index, process_count)
+    ds = _endless(grain.MapDataset.range(n), int(config.seed) + streams.MULTIVIEW_SHUFFLE, process_index, process_count)
     transform = PooledMultiView(rendered, pseudo_labels, config) if rendered is not None \
         else RenderMultiView(pseudo_labels, config)
     # Seeded per (seed, batch index): every batch is a pure function of the step.
-    return ds.batch(b).random_map(transform, seed=int(config.seed) + _MV_RENDER + 7919 * process_index)
+    seed = int(config.seed) + streams.MULTIVIEW_RENDER + streams.PROCESS_STRIDE * process_index
+    return ds.batch(b).random_map(transform, seed=seed)
 
 
 def multiframe_batches(config, videos: labels_lib.VideoLabels, *, process_index: int = 0,
@@ -60,7 +60,7 @@ def multiframe_batches(config, videos: labels_lib.VideoLabels, *, process_index:
     threshold = float(config.data.get("confidence_threshold", 0.5))
     source = grain.MapDataset.source(DecodedFrameSource(videos, frames, threshold) if frames is not None
                                      else FrameSource(videos, int(config.image_size), threshold))
-    return _endless(source, int(config.seed) + _MF_SHUFFLE, process_index, process_count).batch(b)
+    return _endless(source, int(config.seed) + streams.MULTIFRAME_SHUFFLE, process_index, process_count).batch(b)
 
 
 def _name_branches(*batches, names):

@@ -1,4 +1,4 @@
-"""Evaluation: the evaluation sets, one scorer, one evaluator (DESIGN.md, "Evaluation — one package").
+"""Evaluation: the evaluation sets, one scorer, one evaluator (one package, used in training and offline).
 
 * ``datasets/`` — the evaluation sets: ``synthetic`` (the held-out synthetic set with exact
   truth: built and cached here, ``load_or_build``; and as an ``EvalSet``), ``dad3dheads``,

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from facelift_jax import camera, metrics
-from facelift_jax.evaluation.scoring import NON_PUPIL, score_images
+from facelift_jax.evaluation.scoring import score_images
+from facelift_jax.landmarks import NON_PUPILS
 
 MIN_CONFIDENCE = 0.5  # detector confidence above which a point enters the template fit
 MIN_PNP_POINTS = 6
@@ -65,9 +66,9 @@ def fit_template_pose(template, points2d, confidence, *, min_confidence: float =
 
     scale = 1000.0
     K = np.array([[focal * scale, 0.0, principal * scale], [0.0, focal * scale, principal * scale], [0.0, 0.0, 1.0]])
-    obj_all = np.asarray(template, np.float64)[NON_PUPIL]
-    pts = np.asarray(points2d, np.float64)[:, NON_PUPIL] * scale
-    conf = np.asarray(confidence, np.float64)[:, NON_PUPIL]
+    obj_all = np.asarray(template, np.float64)[NON_PUPILS]
+    pts = np.asarray(points2d, np.float64)[:, NON_PUPILS] * scale
+    conf = np.asarray(confidence, np.float64)[:, NON_PUPILS]
     m = len(pts)
     R0, t0 = frontal_pose()
     Rs, ts, fitted = np.repeat(R0[None], m, 0), np.repeat(t0[None], m, 0), np.zeros(m, bool)
@@ -109,6 +110,6 @@ def detector_baseline(template, truth, categories=None, min_confidence: float = 
     if categories is not None:
         out["categories"]["detector_nme"] = det["nme"]["categories"]["pose"]
     out["pnp_fallbacks"] = int((~fitted).sum())
-    conf = np.asarray(truth.detection_confidence)[:, NON_PUPIL]
+    conf = np.asarray(truth.detection_confidence)[:, NON_PUPILS]
     out["pnp_points"] = float((conf > min_confidence).sum(1).mean())
     return out

@@ -15,6 +15,10 @@ Result keys per part ("multiview", "multiframe") and for ``baseline`` / ``detect
 ``pose_error_deg``, ``pose_error_frobenius``, ``categories`` {metric: {front|sided|atypical: v}}
 (scoring.summary); the detector baseline adds ``detector_nme``, ``pnp_fallbacks``, ``pnp_points``.
 Pose categories: ``datasets.synthetic.pose_categories`` with ``config.eval``'s thresholds.
+
+In the training loop ``config.train.eval_every`` decides when it runs: N > 0 every N steps and
+after the last; 0 only after the last step; −1 never (no evaluator is built: no held-out set,
+no ``eval/`` tables, no plots).
 """
 
 from __future__ import annotations
@@ -28,18 +32,12 @@ import numpy as np
 from flax import nnx
 
 from facelift_jax import landmarks as lm
+from facelift_jax.batching import pad_batch
 from facelift_jax.evaluation import baselines
 from facelift_jax.evaluation.datasets import synthetic as heldout_set
 from facelift_jax.evaluation.scoring import score_images
 
 POSE_CATEGORIES = ("front", "sided", "atypical")
-
-
-def pose_categories_of(config, rotations) -> np.ndarray:
-    """(M,) front / sided / atypical of (M, 3, 3) true rotations with ``config.eval``'s thresholds."""
-    ev = config.eval
-    return heldout_set.pose_categories(rotations, tuple(ev.get("pose_thresholds", (30.0, 60.0))),
-                                       float(ev.get("atypical_pitch", 40.0)), float(ev.get("atypical_roll", 45.0)))
 
 
 class Evaluator:
@@ -68,7 +66,7 @@ class Evaluator:
         size = int(batch_size or config.eval.get("batch_size", 16))
         self.batch_size = max(n_dev, size - size % n_dev)
         self._predict = jax.jit(lambda params, rest, images: nnx.merge(graphdef, params, rest)(images))
-        self.categories = {name: pose_categories_of(config, part.rotation) for name, part in self._parts()}
+        self.categories = {name: heldout_set.pose_categories_of(config, part.rotation) for name, part in self._parts()}
         self.baseline = {name: baselines.template_baseline(self.template, part, self.categories[name])
                          for name, part in self._parts()}
         self.detector_baseline = {name: baselines.detector_baseline(self.template, part, self.categories[name])
@@ -84,8 +82,7 @@ class Evaluator:
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            pad = self.batch_size - len(chunk)
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)]) if pad else chunk
+            padded = pad_batch(chunk, self.batch_size)
             batch = self.placement.shard_batch(padded) if self.placement is not None else jnp.asarray(padded)
             pred = self._predict(params, rest, batch)
             out.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], jax.device_get(pred)))

@@ -22,18 +22,18 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from facelift_jax import landmarks as lm
 from facelift_jax import metrics
 from facelift_jax import rotation as rotation_lib
 
 EYE_CORNERS = (60, 72)  # WFLW outer eye corners: the 3D error normalizer
-NON_PUPIL = np.r_[0:96]
 
 
 def landmarks3d_distances(pred3d, true3d) -> tuple[np.ndarray, np.ndarray]:
     """(M, 98, 3) world → (M, 96) ‖L̂3D − L3D‖ of the non-pupil landmarks and (M,) true
     outer-eye-corner distances (the 3D normalizer)."""
     true3d = np.asarray(true3d)  # its own precision for the normalizer (float32 held-out truth)
-    d = np.linalg.norm(np.asarray(pred3d, np.float64) - true3d, axis=-1)[:, NON_PUPIL]
+    d = np.linalg.norm(np.asarray(pred3d, np.float64) - true3d, axis=-1)[:, lm.NON_PUPILS]
     iod = np.linalg.norm(true3d[:, EYE_CORNERS[0]] - true3d[:, EYE_CORNERS[1]], axis=-1)
     return d, iod
 

@@ -1,13 +1,15 @@
 """The FaceLift 3D landmark regressor (Fig. 4) in Flax NNX.
 
 ``build_model(config.model, template, rngs=nnx.Rngs(seed))`` → ``FaceLiftRegressor``;
-``model(images) → Prediction``. See ``regressor.py`` for frames and head parametrizations.
+``model(images) → Prediction``; ``Prediction.outputs()`` → the output dict of ``OUTPUT_FRAMES``
+(what predict, export and the evaluator return). See ``regressor.py`` for frames and head parametrizations.
 """
 
 from facelift_jax.model.decoder import LandmarkPoseDecoder
 from facelift_jax.model.efficientnet import EfficientNetLite
 from facelift_jax.model.layers import count_parameters
 from facelift_jax.model.regressor import (
+    OUTPUT_FRAMES,
     FaceLiftRegressor,
     Prediction,
     Template,
@@ -20,7 +22,8 @@ from facelift_jax.model.resnet import ResNet
 from facelift_jax.model.vit import CLIP_MEAN, CLIP_STD, VisionTransformer
 
 __all__ = [
-    "CLIP_MEAN", "CLIP_STD", "EfficientNetLite", "FaceLiftRegressor", "LandmarkPoseDecoder", "Prediction", "ResNet", "Template",
+    "CLIP_MEAN", "CLIP_STD", "EfficientNetLite", "FaceLiftRegressor", "LandmarkPoseDecoder", "OUTPUT_FRAMES",
+    "Prediction", "ResNet", "Template",
     "VisionTransformer", "build_encoder", "build_model", "count_parameters", "parameter_counts",
     "scale_tril_from_raw",
 ]

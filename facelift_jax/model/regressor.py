@@ -67,6 +67,30 @@ class Prediction:
         K = jnp.broadcast_to(camera_lib.intrinsics(focal), self.rotation.shape)
         return camera_lib.Camera(K=K, R=self.rotation, t=self.translation)
 
+    def outputs(self) -> dict[str, jax.Array]:
+        """The model's output contract (``OUTPUT_FRAMES``): what the predictor, the StableHLO export
+        and the evaluator return. Covariance Σ = L Lᵀ (normalized units²), Euler angles in degrees."""
+        L = self.scale_tril
+        return {
+            "landmarks3d": self.landmarks3d,
+            "landmarks2d": self.landmarks2d,
+            "covariances": jnp.einsum("...ij,...kj->...ik", L, L),
+            "rotation": self.rotation,
+            "translation": self.translation,
+            "euler_degrees": rotation_lib.euler_degrees(self.rotation),
+        }
+
+
+# The frame of each entry of ``Prediction.outputs()`` (written into an export's metadata.json).
+OUTPUT_FRAMES = {
+    "landmarks3d": "(B, 98, 3) world (GAN canonical space)",
+    "landmarks2d": "(B, 98, 2) normalized image coords of the model input, [0, 1]^2, origin top-left",
+    "covariances": "(B, 98, 2, 2) normalized image units^2",
+    "rotation": "(B, 3, 3) world->camera, OpenCV axes",
+    "translation": "(B, 3), p_cam = R p_world + t",
+    "euler_degrees": "(B, 3) yaw, pitch, roll (rotation.euler_degrees)",
+}
+
 
 class Head(nnx.Module):
     """(…, width) → (…, out): Linear → GELU → Linear; output layer initialized with std ∝ init_scale."""

@@ -5,7 +5,7 @@ Public API (details in the module docstrings):
       render(latents, cameras, image_size=224) -> RenderOutput
   SyntheticDetector(config=None): detect(render_output, key, return_confidence=False)
   detection_gap(render_output, detections) -> per-region error of detections vs the exact projection
-  make_video(seed, path, frames=48, image_size=224, fps=25), read_video(path), read_frame(path, index)
+  make_video(seed, path, frames=48, image_size=224, fps=25) (read back with facelift_jax.media)
   SEMANTIC_CLASSES
 """
 
@@ -13,8 +13,7 @@ from facelift_jax.synthetic.classes import SEMANTIC_CLASSES, SEMANTIC_INDEX
 from facelift_jax.synthetic.generator import RenderOutput, SyntheticGenerator, default_config
 from facelift_jax.synthetic.detector import SyntheticDetector, detection_error, detection_gap
 from facelift_jax.synthetic.params import FaceParams
-from facelift_jax.synthetic.video import labels_path, make_video, read_frame, read_video
+from facelift_jax.synthetic.video import labels_path, make_video
 
 __all__ = ["SEMANTIC_CLASSES", "SEMANTIC_INDEX", "RenderOutput", "SyntheticGenerator", "default_config",
-           "FaceParams", "SyntheticDetector", "detection_error", "detection_gap", "make_video", "read_video",
-           "read_frame", "labels_path"]
+           "FaceParams", "SyntheticDetector", "detection_error", "detection_gap", "make_video", "labels_path"]

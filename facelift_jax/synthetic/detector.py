@@ -185,13 +185,13 @@ def detection_gap(render_output, detections) -> dict[str, float]:
     mouth, pupils, contours_visible, contours_occluded, full_visible, full_occluded)."""
     err = detection_error(render_output.landmarks2d, detections)
     vis = np.asarray(render_output.visible)
-    out = {"full": float(err[:, :96].mean())}
+    out = {"full": float(err[:, lmk.NON_PUPILS].mean())}
     for name in REGION_ORDER:
         out[name] = float(err[:, lmk.REGIONS_98[name]].mean())
     c = lmk.REGIONS_98["contours"]
     for tag, mask in (("visible", vis), ("occluded", ~vis)):
         m = mask[:, c]
         out[f"contours_{tag}"] = float(err[:, c][m].mean()) if m.any() else float("nan")
-        m = mask[:, :96]
-        out[f"full_{tag}"] = float(err[:, :96][m].mean()) if m.any() else float("nan")
+        m = mask[:, lmk.NON_PUPILS]
+        out[f"full_{tag}"] = float(err[:, lmk.NON_PUPILS][m].mean()) if m.any() else float("nan")
     return out

@@ -29,7 +29,8 @@ import numpy as np
 from facelift_jax import camera as cam
 from facelift_jax.synthetic import mesh, raster, shading
 from facelift_jax.synthetic.classes import SEMANTIC_CLASSES
-from facelift_jax.synthetic.params import FaceParams, bucket, pad_batch, params_from_latents
+from facelift_jax.batching import pad_batch
+from facelift_jax.synthetic.params import FaceParams, bucket, params_from_latents
 
 
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from facelift_jax.batching import next_power_of_two, pad_batch
 from facelift_jax.synthetic import mesh
 
 NUM_IDENTITY = len(mesh.IDENTITY_NAMES)
@@ -125,15 +126,7 @@ def _sample_batch_jit(keys, identity_scale, expression_scale):
 def bucket(n: int) -> int:
     """Batch sizes are padded to powers of two (at least 8) so that jitted functions compile only a
     few times; the geometry of a padded face costs far less than a compilation."""
-    return max(8, 1 << max(int(n) - 1, 0).bit_length())
-
-
-def pad_batch(tree, n: int):
-    """Pad the leading axis of every leaf to ``n`` by repeating the last element."""
-    def pad(x):
-        x = jnp.asarray(x)
-        return jnp.concatenate([x, jnp.repeat(x[-1:], n - x.shape[0], axis=0)]) if n > x.shape[0] else x
-    return jax.tree_util.tree_map(pad, tree)
+    return max(8, next_power_of_two(n))
 
 
 def _sample_batch(keys, identity_scale, expression_scale):

@@ -11,10 +11,11 @@ import numpy as np
 from tqdm import tqdm
 
 from facelift_jax import camera as cam
+from facelift_jax.media import read_video
 from facelift_jax.synthetic.classes import SEMANTIC_CLASSES
 from facelift_jax.synthetic.detector import SyntheticDetector
 from facelift_jax.synthetic.generator import SyntheticGenerator
-from facelift_jax.synthetic.video import labels_path, make_video, read_video
+from facelift_jax.synthetic.video import labels_path, make_video
 
 # (azimuth, elevation, roll) in degrees: the yaw range of C at level, then pitch and roll
 SHEET_VIEWS = ((-110, 0, 0), (-75, 0, 0), (-40, 10, 0), (0, 0, 0), (40, -10, 0), (75, 0, 0), (110, 0, 0),

@@ -8,8 +8,8 @@ renders every frame, runs the simulated detector, writes the frames with OpenCV 
     landmarks3d (T,98,3) world truth, true2d (T,98,2) exact projection, visible (T,98),
     rotation (T,3,3) world→camera, translation (T,3), intrinsics (T,3,3), expression (T,Ke),
     latent (), fps ().
-``read_video`` / ``read_frame`` decode the file back (RGB uint8); the multi-frame pipeline reads
-the file, never arrays kept in memory.
+``facelift_jax.media.read_video`` / ``read_frame`` decode the file back (RGB uint8); the multi-frame
+pipeline reads the file, never arrays kept in memory.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from facelift_jax import camera as cam
+from facelift_jax import random_streams as streams
 from facelift_jax.synthetic import mesh
 from facelift_jax.synthetic.detector import SyntheticDetector
 from facelift_jax.synthetic.generator import SyntheticGenerator
 from facelift_jax.synthetic.params import latent_keys, params_from_latents
 
-VIDEO_POPULATION = 7919  # added to base_seed: video faces are a population apart from the GAN latents
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}
 
 
@@ -88,8 +88,8 @@ def make_video(seed: int, path, frames: int = 48, image_size: int = 224, fps: fl
     gen = generator or SyntheticGenerator()
     det = detector or SyntheticDetector()
     seeds = np.array([seed], np.int64)
-    key = latent_keys(seeds, int(gen.config.base_seed) + VIDEO_POPULATION)[0]
-    face = params_from_latents(seeds, int(gen.config.base_seed) + VIDEO_POPULATION, gen.config.identity_scale,
+    key = latent_keys(seeds, int(gen.config.base_seed) + streams.VIDEO_POPULATION)[0]
+    face = params_from_latents(seeds, int(gen.config.base_seed) + streams.VIDEO_POPULATION, gen.config.identity_scale,
                                gen.config.expression_scale)[0]
     traj = trajectories(seed, frames, fps, np.asarray(face.expression))
     params = jax.tree_util.tree_map(lambda x: jnp.repeat(x[None], frames, 0), face)
@@ -127,46 +127,3 @@ def make_video(seed: int, path, frames: int = 48, image_size: int = 224, fps: fl
 def labels_path(video_path) -> pathlib.Path:
     """``clip.avi`` → ``clip.npz`` (the labels beside a clip)."""
     return pathlib.Path(video_path).with_suffix(".npz")
-
-
-def _capture(path) -> cv2.VideoCapture:
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video file not found: {path}")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"OpenCV cannot open video {path}")
-    return cap
-
-
-def read_video(path) -> np.ndarray:
-    """Decode every frame of a video file → (T,H,W,3) uint8 RGB."""
-    cap = _capture(path)
-    frames = []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame[..., ::-1])
-    finally:
-        cap.release()
-    if not frames:
-        raise ValueError(f"video {path} has no decodable frames")
-    return np.ascontiguousarray(np.stack(frames))
-
-
-def read_frame(path, index: int) -> np.ndarray:
-    """Decode frame ``index`` of a video file → (H,W,3) uint8 RGB."""
-    cap = _capture(path)
-    try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if count > 0 and not 0 <= index < count:
-            raise IndexError(f"frame {index} out of range for {path} with {count} frames")
-        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, frame = cap.read()
-        if not ok:
-            raise IndexError(f"cannot decode frame {index} of {path}")
-        return np.ascontiguousarray(frame[..., ::-1])
-    finally:
-        cap.release()

@@ -6,11 +6,11 @@ Coordinate frame: pixels of the full image, origin at the top-left corner, x rig
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from collections.abc import Iterator, Mapping
 
-import cv2
 import numpy as np
+
+from facelift_jax import media
 
 
 class DatasetFormatError(ValueError):
@@ -64,27 +64,11 @@ class EvalSet:
 
 
 def read_image_rgb(path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file; a clear error when it is missing or unreadable."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DatasetFormatError(f"image {path} is not a readable image file")
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    else:
-        raise DatasetFormatError(f"image {path} has {image.shape[2]} channels; expected 1, 3 or 4")
-    if image.dtype != np.uint8:
-        if image.dtype == np.uint16:
-            image = (image / 257.0).round().astype(np.uint8)
-        else:
-            raise DatasetFormatError(f"image {path} has pixel type {image.dtype}; expected 8 or 16 bit")
-    return image
+    """``media.read_image`` (the project's one image policy) with this package's error type."""
+    try:
+        return media.read_image(path)
+    except media.MediaError as e:
+        raise DatasetFormatError(f"image {e.path} is {e.reason}") from e
 
 
 def array_field(source: str, obj: Mapping, key: str, shape: tuple, dtype=np.float64) -> np.ndarray:

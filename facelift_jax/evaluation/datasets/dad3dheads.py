@@ -37,8 +37,6 @@ from facelift_jax.evaluation.datasets.base import (DatasetFormatError, EvalSampl
                                         square_box)
 
 NUM_FLAME_VERTICES = 5023
-# Categories of the paper's Table 1 first; the others are reported too when present.
-TABLE_ATTRIBUTES = ("pose", "expression", "occlusions")
 
 
 def project(vertices, model_view, projection, image_height: float) -> np.ndarray:

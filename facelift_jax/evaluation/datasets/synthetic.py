@@ -41,13 +41,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from facelift_jax import camera
+from facelift_jax import camera, media
+from facelift_jax import random_streams as streams
 from facelift_jax import rotation as rotation_lib
 from facelift_jax.evaluation.datasets.base import EvalSample, EvalSet, points_box
 
 CACHE = "test"
-_CAMERA_STREAM = 7_000_003
-_DETECTOR_STREAM = 7_000_004
 CACHE_VERSION = 2  # 2: detections and their confidences are cached with the truth
 
 
@@ -110,8 +109,8 @@ def render_multiview(config, generator, chunk: int = 16, detector=None) -> TestI
     latents = np.arange(int(config.eval.first_latent), int(config.eval.first_latent) + n, dtype=np.int64)
     out = {k: [] for k in ("image", "landmarks2d", "landmarks3d", "rotation", "translation", "visible", "vertices2d",
                            "detections", "detection_confidence")}
-    key = jax.random.fold_in(jax.random.key(int(config.seed)), _CAMERA_STREAM)
-    det_key = jax.random.fold_in(jax.random.key(int(config.seed)), _DETECTOR_STREAM)
+    key = jax.random.fold_in(jax.random.key(int(config.seed)), streams.TEST_CAMERAS)
+    det_key = jax.random.fold_in(jax.random.key(int(config.seed)), streams.TEST_DETECTOR)
     has_vertices = hasattr(generator, "vertices3d")
     for start in tqdm(range(0, n, chunk), desc="test set: rendering held-out latents", leave=False):
         lat = latents[start:start + chunk]
@@ -149,7 +148,7 @@ def render_multiframe(config, out_dir: pathlib.Path) -> TestImages | None:
                      desc="test set: held-out videos", leave=False):
         path = pathlib.Path(synthetic.make_video(seed, out_dir / f"test_{seed}.avi", frames=frames,
                                                  image_size=int(config.image_size)))
-        video = np.asarray(synthetic.read_video(path))
+        video = media.read_video(path)
         with np.load(path.with_suffix(".npz")) as f:
             t = min(len(video), len(f["true2d"]))
             parts["image"].append(video[:t])
@@ -210,6 +209,13 @@ def pose_categories(rotations, thresholds=(30.0, 60.0), atypical_pitch: float = 
     return np.where(tilted, "atypical", out).astype(object)
 
 
+def pose_categories_of(config, rotations) -> np.ndarray:
+    """``pose_categories`` of (M, 3, 3) true rotations with ``config.eval``'s thresholds."""
+    ev = config.eval
+    return pose_categories(rotations, tuple(ev.get("pose_thresholds", (30.0, 60.0))),
+                           float(ev.get("atypical_pitch", 40.0)), float(ev.get("atypical_roll", 45.0)))
+
+
 class SyntheticTestSet(EvalSet):
     """The held-out multi-view test images (see module doc). ``limit``: first n images (0 = all)."""
 
@@ -231,8 +237,7 @@ class SyntheticTestSet(EvalSet):
         self.images = images.take(n)
         self.size = int(images.image.shape[1])
         self.latents = np.arange(int(ev.first_latent), int(ev.first_latent) + n, dtype=np.int64)
-        self.pose = pose_categories(self.images.rotation, tuple(ev.get("pose_thresholds", (30.0, 60.0))),
-                                    float(ev.get("atypical_pitch", 40.0)), float(ev.get("atypical_roll", 45.0)))
+        self.pose = pose_categories_of(config, self.images.rotation)
         self.expression = None
         gen = _generator(config)
         if hasattr(gen, "params"):
