@@ -45,11 +45,11 @@ def best_of(fn, reps: int) -> float:
     return min(times)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     frames = moving_frames(args.frames)
     source = mp.MediaPipeSource()
     detector = source.detector

@@ -1,14 +1,25 @@
 """Regressor forward+backward throughput: Flax NNX (jitted) vs the same architecture in PyTorch.
 
-    python benchmarks/bench_model.py                       # tiny default config and ViT-B/16
-    python benchmarks/bench_model.py --models tiny --reps 5
+    python benchmarks/bench_model.py                       # the default config's model, and ViT-B/16
+    python benchmarks/bench_model.py --models default --reps 5
+    python benchmarks/bench_model.py --models default --batch 2 --reps 1 --image-size 32   # smoke size
+
+Models: ``default`` — the model of ``configs/default.py`` as it stands (whatever its encoder:
+EfficientNet-Lite0 at the config's ``image_size``, 64², today), built with random parameters;
+``vit_tiny``, ``vit_s16``, ``vit_b16`` — patch-embedding ViTs (CLIP layout) at 224² with the same
+decoder family. ``--image-size`` overrides every model's input size (a multiple of 32 for
+EfficientNet, of the patch for ViTs); the images fed always have the model's own size.
 
 For each model: images/s of one forward + backward pass (gradient of a FaceLift-style loss
 w.r.t. every parameter) at batch 8 on the CPU, JAX vs PyTorch measured in the same run, their
-ratio (> 1: JAX faster), and JAX's jit compile time. The PyTorch model is written here: CLIP's
-image tower (the layout ``bridges/farl.py`` converts) + the same landmark/pose decoder, heads and
-2.5D projection; both use the same shapes, float32, and all the cores the process may use.
-Timings on a shared machine are noisy; only the ratio of the same run is meaningful.
+ratio (> 1: JAX faster), and JAX's jit compile time. The PyTorch model is written here with the
+same shapes: the encoder — EfficientNet-Lite0 (the ``efficientnet_pytorch`` layout
+``bridges/efficientnet.py`` converts: frozen-BN affine after every conv, TF SAME padding, stride-16
+and stride-32 maps projected to tokens) or CLIP's image tower (the layout ``bridges/farl.py``
+converts) — plus the same landmark/pose decoder, heads and 2.5D projection; float32, all the cores
+the process may use. A model with no PyTorch counterpart here (a conv-stem ViT, a ResNet default)
+is timed in JAX alone and says so. Timings on a shared machine are noisy; only the ratio of the
+same run is meaningful.
 """
 
 from __future__ import annotations
@@ -21,21 +32,47 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import torch
 from flax import nnx
-from torch import nn
+
+try:  # the PyTorch side is optional: without torch, JAX alone is timed
+    import torch
+    from torch import nn
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+
+    class nn:  # noqa: N801 - placeholders so the reference classes below still define
+        Module = object
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from configs.default import get_config  # noqa: E402
 from facelift_jax import camera, losses  # noqa: E402
 from facelift_jax.model import build_model, parameter_counts  # noqa: E402
+from facelift_jax.model.efficientnet import (BLOCKS, HEAD_WIDTH, STEM_WIDTH, STRIDE16_BLOCK,  # noqa: E402
+                                             same_padding)
 
-MODELS = {
-    "tiny": dict(vit=dict(width=96, depth=4, heads=4), decoder=dict(width=96, depth=3, heads=4)),
+VIT_MODELS = {  # patch-embedding ViTs at 224² (the CLIP layout the PyTorch reference mirrors)
+    "vit_tiny": dict(vit=dict(width=96, depth=4, heads=4), decoder=dict(width=96, depth=3, heads=4)),
     "vit_s16": dict(vit=dict(width=384, depth=12, heads=6), decoder=dict(width=384, depth=3, heads=6)),
     "vit_b16": dict(vit=dict(width=768, depth=12, heads=12), decoder=dict(width=768, depth=3, heads=12)),
 }
+MODELS = ("default",) + tuple(VIT_MODELS)
+
+
+def model_config(name: str, image_size: int = 0):
+    """(model config, input size): the default config's model, or a patch ViT of VIT_MODELS."""
+    config = get_config()
+    cfg = config.model
+    if name == "default":
+        size = int(image_size or config.image_size)
+    else:
+        size = int(image_size or 224)
+        cfg.encoder = "vit"
+        cfg.vit.update(VIT_MODELS[name]["vit"], stem="patch", patch=16)
+        cfg.decoder.update(VIT_MODELS[name]["decoder"])
+    for section in ("vit", "efficientnet"):  # the encoder's own size must equal the images'
+        cfg[section].image_size = size
+    return cfg, size
 
 # --------------------------------------------------------------------------- PyTorch reference
 
@@ -65,32 +102,119 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class TorchRegressor(nn.Module):
-    def __init__(self, width, depth, heads, dwidth, ddepth, dheads, template, patch=16, image=224):
+class TorchViT(nn.Module):
+    """CLIP's image tower (patch embedding, class token, pre-LN blocks, ln_post): tokens (B, 1+P, width)."""
+
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+    def __init__(self, width, depth, heads, patch=16, image=224):
         super().__init__()
+        self.width = width
         self.conv1 = nn.Conv2d(3, width, patch, patch, bias=False)
         self.class_embedding = nn.Parameter(width**-0.5 * torch.randn(width))
         self.positional_embedding = nn.Parameter(width**-0.5 * torch.randn((image // patch) ** 2 + 1, width))
         self.ln_pre, self.ln_post = nn.LayerNorm(width), nn.LayerNorm(width)
         self.blocks = nn.ModuleList([Block(width, heads, QuickGELU()) for _ in range(depth)])
-        self.image_proj, self.ln_image = nn.Linear(width, dwidth), nn.LayerNorm(dwidth)
+
+    def forward(self, x):
+        x = self.conv1(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], 1) + self.positional_embedding
+        x = self.ln_pre(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.ln_post(x)
+
+
+class FrozenBNConv(nn.Module):
+    """conv (TF SAME padding, no bias) → per-channel affine (a BatchNorm folded, as the bridge does)."""
+
+    def __init__(self, cin, cout, k, stride, size, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, groups=groups, bias=False)
+        self.scale, self.bias = nn.Parameter(torch.ones(cout, 1, 1)), nn.Parameter(torch.zeros(cout, 1, 1))
+        lo, hi = same_padding(size, k, stride)
+        self.pad = (lo, hi, lo, hi)
+
+    def forward(self, x):
+        return self.conv(nn.functional.pad(x, self.pad)) * self.scale + self.bias
+
+
+class MBConv(nn.Module):
+    def __init__(self, cin, expand, k, stride, cout, size):
+        super().__init__()
+        mid = cin * expand
+        self.expand = FrozenBNConv(cin, mid, 1, 1, size) if expand != 1 else None
+        self.depthwise = FrozenBNConv(mid, mid, k, stride, size, groups=mid)
+        self.project = FrozenBNConv(mid, cout, 1, 1, -(-size // stride))
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = nn.functional.relu6(self.expand(x)) if self.expand is not None else x
+        y = self.project(nn.functional.relu6(self.depthwise(y)))
+        return x + y if self.skip else y
+
+
+class TorchEfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 trunk + stride-16 / stride-32 token projections (model/efficientnet.py)."""
+
+    mean, std = (127.0 / 255.0,) * 3, (128.0 / 255.0,) * 3  # (255x − 127)/128
+
+    def __init__(self, width, image=64):
+        super().__init__()
+        self.width = width
+        self.stem = FrozenBNConv(3, STEM_WIDTH, 3, 2, image)
+        size, cin, blocks = -(-image // 2), STEM_WIDTH, []
+        for expand, k, stride, cout, repeats in BLOCKS:
+            for r in range(repeats):
+                s = stride if r == 0 else 1
+                blocks.append(MBConv(cin, expand, k, s, cout, size))
+                size, cin = -(-size // s), cout
+        self.blocks = nn.ModuleList(blocks)
+        self.head = FrozenBNConv(cin, HEAD_WIDTH, 1, 1, size)
+        n16, n32 = (image // 16) ** 2, (image // 32) ** 2
+        self.proj16, self.proj32 = nn.Linear(BLOCKS[4][3], width), nn.Linear(HEAD_WIDTH, width)
+        self.pos16 = nn.Parameter(0.02 * torch.randn(n16, width))
+        self.pos32 = nn.Parameter(0.02 * torch.randn(n32, width))
+
+    def forward(self, x):
+        x = nn.functional.relu6(self.stem(x))
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == STRIDE16_BLOCK:
+                f16 = x
+        f32 = nn.functional.relu6(self.head(x))
+        tokens = lambda f, proj, pos: proj(f.flatten(2).transpose(1, 2)) + pos  # noqa: E731
+        return torch.cat([tokens(f16, self.proj16, self.pos16), tokens(f32, self.proj32, self.pos32)], 1)
+
+
+def torch_encoder(cfg, size):
+    """The PyTorch counterpart of ``cfg``'s encoder, or None when this file has none."""
+    if cfg.encoder == "efficientnet_lite0" and tuple(cfg.efficientnet.token_strides) == (16, 32):
+        return TorchEfficientNetLite(int(cfg.efficientnet.width), size)
+    if cfg.encoder == "vit" and cfg.vit.get("stem", "patch") == "patch":
+        v = cfg.vit
+        return TorchViT(int(v.width), int(v.depth), int(v.heads), int(v.patch), size)
+    return None
+
+
+class TorchRegressor(nn.Module):
+    def __init__(self, encoder, dwidth, ddepth, dheads, template):
+        super().__init__()
+        self.encoder = encoder
+        self.image_proj, self.ln_image = nn.Linear(encoder.width, dwidth), nn.LayerNorm(dwidth)
         self.queries = nn.Parameter(0.02 * torch.randn(101, dwidth))
         self.dblocks = nn.ModuleList([Block(dwidth, dheads, nn.GELU(), cross=True) for _ in range(ddepth)])
         self.ln_out = nn.LayerNorm(dwidth)
         head = lambda n: nn.Sequential(nn.Linear(dwidth, dwidth), nn.GELU(), nn.Linear(dwidth, n))  # noqa: E731
         self.landmark_head, self.rotation_head, self.txy_head, self.tz_head = head(6), head(6), head(2), head(1)
         self.register_buffer("template", torch.as_tensor(template))
-        self.register_buffer("mean", torch.tensor([0.48145466, 0.4578275, 0.40821073]))
-        self.register_buffer("std", torch.tensor([0.26862954, 0.26130258, 0.27577711]))
+        self.register_buffer("mean", torch.tensor(encoder.mean))
+        self.register_buffer("std", torch.tensor(encoder.std))
 
     def forward(self, images):
         x = ((images.float() / 255.0 - self.mean) / self.std).permute(0, 3, 1, 2)
-        x = self.conv1(x).flatten(2).transpose(1, 2)
-        x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], 1) + self.positional_embedding
-        x = self.ln_pre(x)
-        for b in self.blocks:
-            x = b(x)
-        memory = self.ln_image(self.image_proj(self.ln_post(x)))
+        x = self.encoder(x)
+        memory = self.ln_image(self.image_proj(x))
         q = self.queries.expand(x.shape[0], -1, -1)
         for b in self.dblocks:
             q = b(q, memory)
@@ -126,13 +250,10 @@ def torch_loss(model, images, target2d, target3d):
 # --------------------------------------------------------------------------- timing
 
 
-def bench(name, batch, reps, rng):
-    spec = MODELS[name]
-    cfg = get_config().model
-    cfg.vit.update(spec["vit"])
-    cfg.decoder.update(spec["decoder"])
+def bench(name, batch, reps, rng, image_size=0):
+    cfg, size = model_config(name, image_size)
     template = (rng.normal(0, 0.08, (98, 3)) + [0, 0, 0.2]).astype(np.float32)
-    images = rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     target2d = rng.uniform(0.3, 0.7, (batch, 98, 2)).astype(np.float32)
     target3d = (template + rng.normal(0, 0.01, (batch, 98, 3))).astype(np.float32)
 
@@ -150,14 +271,16 @@ def bench(name, batch, reps, rng):
     compiled = step.lower(*args).compile()
     compile_s = time.perf_counter() - t0
 
-    v, d = spec["vit"], spec["decoder"]
-    tm = TorchRegressor(v["width"], v["depth"], v["heads"], d["width"], d["depth"], d["heads"], template)
-    n_torch = sum(p.numel() for p in tm.parameters())
-    ti, t2, t3 = torch.from_numpy(images), torch.from_numpy(target2d), torch.from_numpy(target3d)
+    encoder = torch_encoder(cfg, size) if torch is not None else None
+    if encoder is not None:
+        d = cfg.decoder
+        tm = TorchRegressor(encoder, int(d.width), int(d.depth), int(d.heads), template)
+        n_torch = sum(p.numel() for p in tm.parameters())
+        ti, t2, t3 = torch.from_numpy(images), torch.from_numpy(target2d), torch.from_numpy(target3d)
 
-    def torch_step():
-        tm.zero_grad(set_to_none=True)
-        torch_loss(tm, ti, t2, t3).backward()
+        def torch_step():
+            tm.zero_grad(set_to_none=True)
+            torch_loss(tm, ti, t2, t3).backward()
 
     def jax_step():
         jax.block_until_ready(compiled(*args))
@@ -169,34 +292,51 @@ def bench(name, batch, reps, rng):
             fn()
         return time.perf_counter() - t0
 
+    label = f"{name} ({cfg.encoder}, {size}²)"
+    counts = parameter_counts(model)
+    half = max(reps // 2, 1)
     jax_step()  # warm-up
+    if encoder is None:  # no PyTorch counterpart here: JAX alone
+        jax_ips = batch * 2 * half / timed(jax_step, 2 * half)
+        why = "torch not installed" if torch is None else "no PyTorch counterpart in this file"
+        print(f"{label} params jax {counts['total']:,} (encoder {counts['encoder']:,}) | fwd+bwd batch {batch}: "
+              f"jax {jax_ips:8.2f} img/s, no ratio ({why}) | jit compile {compile_s:6.1f} s", flush=True)
+        return dict(model=name, jax_ips=jax_ips, torch_ips=None, ratio=None, compile_s=compile_s)
     torch_step()
     # A-B-B-A blocks: a load drift on the shared machine hits both frameworks alike, while
     # consecutive steps of one framework do not compete with the other's idle threads.
-    half = max(reps // 2, 1)
     jax_s = timed(jax_step, half)
     torch_s = timed(torch_step, half) + timed(torch_step, half)
     jax_s += timed(jax_step, half)
     jax_ips = torch_ips = batch * 2 * half
     jax_ips, torch_ips = jax_ips / jax_s, torch_ips / torch_s
-    counts = parameter_counts(model)
-    print(f"{name:8s} params jax {counts['total']:>11,} (encoder {counts['encoder']:,}) torch {n_torch:>11,} | "
+    print(f"{label} params jax {counts['total']:,} (encoder {counts['encoder']:,}) torch {n_torch:,} | "
           f"fwd+bwd batch {batch}: jax {jax_ips:8.2f} img/s, torch {torch_ips:8.2f} img/s, "
           f"ratio jax/torch {jax_ips / torch_ips:5.2f} | jit compile {compile_s:6.1f} s", flush=True)
     return dict(model=name, jax_ips=jax_ips, torch_ips=torch_ips, ratio=jax_ips / torch_ips, compile_s=compile_s)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="tiny,vit_b16", help=f"comma-separated subset of {sorted(MODELS)}")
+    ap.add_argument("--models", default="default,vit_b16", help=f"comma-separated subset of {list(MODELS)}")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--reps", type=int, default=6, help="timed repetitions per framework (ViT-B/16: 2)")
-    a = ap.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), cpus {os.cpu_count()}")
+    ap.add_argument("--image-size", type=int, default=0,
+                    help="0: each model's own (the default config's image_size; 224 for the ViTs)")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch.set_num_threads (0: torch's default, all cores; on a busy machine OpenMP's "
+                         "threads wait on each other and 1 can be many times faster)")
+    a = ap.parse_args(argv)
+    if torch is not None and a.torch_threads:
+        torch.set_num_threads(a.torch_threads)
+    names = a.models.split(",")
+    if unknown := [n for n in names if n not in MODELS]:
+        ap.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    torch_info = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "no torch"
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {torch_info}, cpus {os.cpu_count()}")
     rng = np.random.default_rng(0)
-    for name in a.models.split(","):
-        bench(name, a.batch, min(a.reps, 2) if name == "vit_b16" else a.reps, rng)
+    return [bench(name, a.batch, min(a.reps, 2) if name == "vit_b16" else a.reps, rng, a.image_size)
+            for name in names]
 
 
 if __name__ == "__main__":

@@ -3,15 +3,19 @@
 Prints the seconds of each and the ratio (baseline / ours) measured in the same run, at the
 DAD-3DHeads scale of the vertex set (|V| = 5023 FLAME vertices, N = 68 landmarks).
 
-    python benchmarks/bench_nmlc.py [--images 500]
+    python benchmarks/bench_nmlc.py [--images 500] [--vertices 5023]
 """
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
 
-from facelift_jax import metrics
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # configs, facelift_jax from the checkout
+
+from facelift_jax import metrics  # noqa: E402
 
 
 def numpy_nmlc(pred, vertices, box, chunk=64):
@@ -30,13 +34,14 @@ def numpy_nmlc(pred, vertices, box, chunk=64):
     return best.sum() / pred.shape[0] / pred.shape[1], arg
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    p.add_argument("--vertices", type=int, default=5023, help="|V| (FLAME: 5023; smaller for a smoke run)")
+    args = p.parse_args(argv)
     r = np.random.default_rng(0)
-    m, n, v = args.images, 68, 5023
+    m, n, v = args.images, 68, args.vertices
     vertices = (r.normal(size=(m, v, 2)) * 50).astype(np.float32)
     pred = vertices[:, :n] + r.normal(size=(m, n, 2)).astype(np.float32)
     box = np.full(m, 100.0)

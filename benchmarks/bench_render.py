@@ -1,5 +1,6 @@
-"""Synthetic renderer throughput: images/s at 224² for a batch, with ratios against baselines
-measured in the same run (the CPU may be shared, so only the ratios are comparable across runs).
+"""Synthetic renderer throughput: images/s for a batch at the default config's ``image_size`` (the size
+the training pool and on-the-fly renders use; ``--size 224`` for the paper's), with ratios against
+baselines measured in the same run (the CPU may be shared, so only the ratios are comparable across runs).
 
 Baselines:
   naive  — a per-pixel barycentric z-buffer rasterizer in JAX (every pixel against every triangle,
@@ -8,20 +9,24 @@ Baselines:
   loop   — our renderer called once per image in a Python loop (batch 1): what batching buys.
 
     python benchmarks/bench_render.py [--batch 64] [--small-batch 4] [--size 224] [--repeats 3]
+    python benchmarks/bench_render.py --batch 4 --small-batch 2 --size 32 --repeats 1 --naive-images 1 --loop-images 2
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from facelift_jax import camera as cam
-from facelift_jax.synthetic import SyntheticGenerator
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # configs, facelift_jax from the checkout
+
+from facelift_jax import camera as cam  # noqa: E402
+from facelift_jax.synthetic import SyntheticGenerator  # noqa: E402
 
 
 def naive_depth(vertices, triangles, camera, size: int, chunk: int = 256):
@@ -64,12 +69,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--small-batch", type=int, default=4, help="the training loop's on-the-fly batch")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=0, help="0: configs/default.py's image_size")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive-images", type=int, default=2)
     p.add_argument("--loop-images", type=int, default=16)
     args = p.parse_args(argv)
 
+    if not args.size:
+        from configs.default import get_config
+
+        args.size = int(get_config().image_size)
     gen = SyntheticGenerator()
     B, size = args.batch, args.size
     rng = np.random.default_rng(0)

@@ -1,11 +1,18 @@
 """Training throughput: the jitted step alone vs the input pipeline alone vs both, in the same run.
 
-    .venv/bin/python benchmarks/bench_train.py                      # default config, batch 8 + 4
-    .venv/bin/python benchmarks/bench_train.py --steps 5 --image-size 48 --vit-width 16 --vit-depth 1
+    .venv/bin/python benchmarks/bench_train.py                      # default config, its batch and pool
+    .venv/bin/python benchmarks/bench_train.py --steps 2 --image-size 32 --encoder-width 16 \
+        --decoder-width 16 --decoder-depth 1 --multiview 2 --multiframe 2 --pool-size 8   # smoke size
+    .venv/bin/python benchmarks/bench_train.py --config configs/vit_tiny.py  # on-the-fly renders, ViT
     .venv/bin/python benchmarks/bench_train.py --workdir runs/default  # the data/ of an existing run
 
 configs/default.py (or ``--config``), shrunk by the flags, with its real library pieces
-(train.create_train_state, train.make_train_step, data.train_iterator, views.normal_template):
+(train.create_train_state with the config's pretrained encoder weights, train.make_train_step,
+data.train_iterator, views.normal_template). With ``data.pool_size`` > 0 (the default config) the
+multi-view branch gathers from the rendered pool (data/pool.py; rendered, and the video frames
+decoded, before any timing — in a temporary directory that is never reused) and re-draws each
+sample's roll; with 0 it renders every sample on the fly. ``--pool-size`` overrides the size;
+rendering the default's 16,384 takes minutes on a CPU, and the gather's speed hardly depends on it.
 
   (a) step     — the jitted train step on ONE fixed batch (placed with train.Placement), repeated,
                  blocking on every step's metrics: the step's own speed, no input;
@@ -47,15 +54,30 @@ from facelift_jax import workdir as workdir_lib  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+ENCODER_SECTION = {"vit": "vit", "efficientnet_lite0": "efficientnet", "resnet50": "resnet", "resnet152": "resnet"}
+
+
 def make_config(args):
     c = workdir_lib.load_config(args.config)
-    if args.image_size:
+    if args.image_size:  # every encoder section that has an input size must follow (train.check_config)
         c.image_size = args.image_size
-        c.model.vit.image_size = args.image_size
+        for section in ("vit", "efficientnet"):
+            if section in c.model:
+                c.model[section].image_size = args.image_size
+    if args.encoder_width:  # the active encoder's token width (EfficientNet/ViT) or base width (ResNet)
+        section = ENCODER_SECTION[c.model.encoder]
+        c.model[section]["base_width" if section == "resnet" else "width"] = args.encoder_width
     for section, values in (("vit", dict(width=args.vit_width, depth=args.vit_depth, heads=args.heads)),
                             ("decoder", dict(width=args.decoder_width, depth=args.decoder_depth, heads=args.heads))):
         c.model[section].update({k: v for k, v in values.items() if v})
-    c.batch.multiview, c.batch.multiframe = args.multiview, args.multiframe
+    if args.multiview is not None:
+        c.batch.multiview = args.multiview
+    if args.multiframe is not None:
+        c.batch.multiframe = args.multiframe
+    if args.pool_size is not None:
+        c.data.pool_size = args.pool_size
+    if args.from_scratch:
+        c.model.pretrained = ""
     if args.num_threads is not None:
         c.data.num_threads = args.num_threads
     if args.prefetch is not None:
@@ -82,7 +104,9 @@ def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
     state = train.create_train_state(config, template, steps_per_epoch, placement)
     normals = jnp.asarray(views.normal_template(template))
     train_step = train.make_train_step(state.graphdef, state.tx, state.schedule, config.loss, normals)
-    batches = data_lib.train_iterator(config, data_dir)
+    t0 = time.perf_counter()
+    batches = data_lib.train_iterator(config, data_dir)  # renders the pool / decodes frames when pooled
+    iterator_s = time.perf_counter() - t0
     images_per_step = int(config.batch.multiview) + int(config.batch.multiframe)
     params, opt_state, counter = state.params, state.opt_state, [0]
 
@@ -121,7 +145,7 @@ def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
         return dict(seconds=seconds, steps_per_s=steps / seconds, images_per_s=steps * images_per_step / seconds)
 
     return dict(step=rates(step_s), pipeline=rates(pipeline_s), loop=rates(loop_s), compile_s=compile_s,
-                first_batch_s=first_batch_s, images_per_step=images_per_step)
+                iterator_s=iterator_s, first_batch_s=first_batch_s, images_per_step=images_per_step)
 
 
 def main(argv=None):
@@ -130,9 +154,16 @@ def main(argv=None):
     p.add_argument("--workdir", default="", help="use WORKDIR/data (preprocessed there when missing)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (batches) per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before each measurement")
-    p.add_argument("--multiview", type=int, default=8, help="global multi-view batch")
-    p.add_argument("--multiframe", type=int, default=4, help="global multi-frame batch")
-    p.add_argument("--image-size", type=int, default=0, help="0: the config's (also sets model.vit.image_size)")
+    p.add_argument("--multiview", type=int, default=None, help="global multi-view batch (default: the config's)")
+    p.add_argument("--multiframe", type=int, default=None, help="global multi-frame batch (default: the config's)")
+    p.add_argument("--image-size", type=int, default=0,
+                   help="0: the config's (also sets model.vit.image_size and model.efficientnet.image_size)")
+    p.add_argument("--encoder-width", type=int, default=0,
+                   help="0: the config's; the active encoder's width (efficientnet/vit tokens, resnet base_width)")
+    p.add_argument("--pool-size", type=int, default=None,
+                   help="data.pool_size (default: the config's; 0 renders on the fly; tiny for a smoke run)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="skip the config's pretrained encoder weights (model.pretrained = ''; no torch needed)")
     p.add_argument("--vit-width", type=int, default=0, help="0: the config's (same for the flags below)")
     p.add_argument("--vit-depth", type=int, default=0)
     p.add_argument("--decoder-width", type=int, default=0)
@@ -158,14 +189,21 @@ def main(argv=None):
             data_dir = preprocess.run_preprocess(config, pathlib.Path(tmp) / "data", progress=False)
             print(f"preprocessed a tiny dataset ({args.num_latents} latents, {args.num_videos}×"
                   f"{args.frames_per_video} frames) in {time.perf_counter() - t0:.1f} s", flush=True)
-        m, v, d = config.model, config.model.vit, config.model.decoder
+        m, d = config.model, config.model.decoder
+        e = m[ENCODER_SECTION[m.encoder]]
+        enc = (f"width {e.width} depth {e.depth}" if m.encoder == "vit" else
+               f"width {e.width}" if "width" in e else f"base width {e.base_width}")
+        pool = int(config.data.get("pool_size", 0))
         print(f"jax {jax.__version__} on {jax.device_count()}× {jax.devices()[0].platform}, cpus {os.cpu_count()} | "
-              f"{m.encoder} width {v.width} depth {v.depth}, decoder width {d.width} depth {d.depth}, "
-              f"{config.image_size}², batch {config.batch.multiview} mv + {config.batch.multiframe} mf, "
+              f"{m.encoder} {enc} (pretrained {m.get('pretrained', '') or 'none'}), decoder width {d.width} "
+              f"depth {d.depth}, {config.image_size}², "
+              f"batch {config.batch.multiview} mv + {config.batch.multiframe} mf, "
+              f"multi-view {'pool of ' + str(pool) if pool > 0 else 'rendered on the fly'}, "
               f"data threads {config.data.num_threads} prefetch {config.data.prefetch} | data {data_dir}", flush=True)
         r = bench(config, data_dir, args.steps, args.warmup)
 
-    print(f"compile + first step {r['compile_s']:.1f} s, first batch {r['first_batch_s']:.1f} s (not timed); "
+    print(f"iterator set-up {r['iterator_s']:.1f} s (pool render), compile + first step {r['compile_s']:.1f} s, "
+          f"first batch {r['first_batch_s']:.1f} s (not timed); "
           f"{args.steps} timed steps each, {r['images_per_step']} images per step")
     print(f"{'':28s} {'s/step':>8s} {'steps/s':>8s} {'images/s':>9s}")
     names = {"step": "(a) step alone (fixed batch)", "pipeline": "(b) input pipeline alone",
