@@ -47,8 +47,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
+from facelift_jax import batching
 from facelift_jax import camera as camera_lib
 
 # Per-latent status bits (``LiftResult.status``); 0 means every requested landmark is valid.
@@ -466,8 +467,7 @@ def _validate(landmarks2d, cameras, mask):
 
 
 def _mesh():
-    devices = jax.devices()
-    return Mesh(np.array(devices), ("data",)) if len(devices) > 1 else None
+    return batching.data_mesh() if jax.device_count() > 1 else None
 
 
 def lift(landmarks2d, cameras: camera_lib.Camera, mask=None, config=None, *, template=None) -> LiftResult:

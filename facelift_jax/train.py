@@ -34,7 +34,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from facelift_jax import checkpointing, losses, views
+from facelift_jax import batching, checkpointing, losses, views
 from facelift_jax import data as data_lib
 from facelift_jax.evaluation import evaluator as evaluation
 from facelift_jax.model import build_model
@@ -135,9 +135,7 @@ class Placement:
 
     @classmethod
     def create(cls) -> "Placement":
-        # Auto axes: XLA propagates the shardings (explicit-sharding mode would make every op
-        # mixing batch-sharded and replicated operands spell out its output sharding).
-        return cls(jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)))
+        return cls(batching.data_mesh())
 
     @property
     def replicated(self) -> NamedSharding:
