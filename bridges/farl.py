@@ -33,7 +33,7 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from flax import nnx
+from flax import nnx, traverse_util
 
 _BLOCK = re.compile(r"^transformer\.resblocks\.(\d+)\.(.+)$")
 _LINEAR = {"attn.out_proj": ("attn", "out_proj"), "mlp.c_fc": ("mlp", "c_fc"), "mlp.c_proj": ("mlp", "c_proj")}
@@ -132,13 +132,6 @@ def convert_state_dict(state_dict: Mapping[str, object], prefix: str | None = No
     return out, sorted(set(tower) - used)
 
 
-def _flatten(tree, path=()):
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            yield from _flatten(v, path + (k,))
-    else:
-        yield path, tree
-
 
 def load_into_encoder(encoder: nnx.Module, state_dict: Mapping[str, object], prefix: str | None = None) -> list[str]:
     """Copy a CLIP-layout tower into an NNX ``VisionTransformer`` in place; returns ignored keys.
@@ -148,8 +141,8 @@ def load_into_encoder(encoder: nnx.Module, state_dict: Mapping[str, object], pre
     """
     params, ignored = convert_state_dict(state_dict, prefix)
     state = nnx.state(encoder, nnx.Param)
-    ours = {p: tuple(v.shape) for p, v in _flatten(state.to_pure_dict())}
-    theirs = {p: v.shape for p, v in _flatten(params)}
+    ours = {p: tuple(v.shape) for p, v in traverse_util.flatten_dict(state.to_pure_dict()).items()}
+    theirs = {p: v.shape for p, v in traverse_util.flatten_dict(params).items()}
     problems = [f"{'.'.join(map(str, p))}: model {ours.get(p)} vs checkpoint {theirs.get(p)}"
                 for p in sorted(set(ours) | set(theirs), key=str) if ours.get(p) != theirs.get(p)]
     if problems:

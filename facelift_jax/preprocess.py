@@ -98,7 +98,7 @@ def save_json(path: pathlib.Path, obj) -> None:
     _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
 
 
-def _load_npz(path: pathlib.Path) -> dict | None:
+def load_npz(path: pathlib.Path) -> dict | None:
     """The arrays of a finished file, or None when it is missing or unreadable (then it is redone)."""
     try:
         with np.load(path) as f:
@@ -197,7 +197,7 @@ def run_multiview(config, out_dir: pathlib.Path, progress: bool = True) -> pathl
     for start in starts:
         stop = min(start + pre.chunk_size, len(latents))
         path = chunk_dir / f"chunk_{latents[start]:09d}_{latents[stop - 1]:09d}.npz"
-        if _load_npz(path) is not None:
+        if load_npz(path) is not None:
             bar.update(stop - start)
             continue
         if generator is None:
@@ -221,7 +221,7 @@ def run_multiview(config, out_dir: pathlib.Path, progress: bool = True) -> pathl
 
 def assemble(root: pathlib.Path, plan: dict, latents: np.ndarray, timing: dict) -> pathlib.Path:
     """Concatenate the chunks into pseudo_labels.npz, template.npy and metadata.json."""
-    chunks = [_load_npz(p) for p in sorted((root / "chunks").glob("chunk_*.npz"))]
+    chunks = [load_npz(p) for p in sorted((root / "chunks").glob("chunk_*.npz"))]
     chunks = [c for c in chunks if c is not None and np.isin(c["latents"], latents).all()]
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     order = np.argsort(data["latents"], kind="stable")
@@ -294,7 +294,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
         detector = None
         for path in tqdm(files, desc="preprocess: video labels", unit="video", disable=not progress):
             labels = root / f"{path.stem}.npz"
-            got = _load_npz(labels)
+            got = load_npz(labels)
             if got is None:
                 if detector is None:
                     detector = sources.make_detector(config)
@@ -309,7 +309,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
         for seed in tqdm(seeds, desc="preprocess: synthetic videos", unit="video", disable=not progress):
             video = root / f"video_{seed:06d}.avi"
             labels = synthetic.labels_path(video)
-            got = _load_npz(labels)
+            got = load_npz(labels)
             if got is None or not video.exists() or got["landmarks2d"].shape[0] != int(pre.frames_per_video):
                 if gen is None:
                     gen, det = sources.make_generator(config), sources.make_detector(config)
@@ -319,7 +319,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
                                      image_size=int(config.get("image_size", 224)), generator=gen, detector=det)
                 os.replace(tmp_video, video)
                 os.replace(synthetic.labels_path(tmp_video), labels)
-                got = _load_npz(labels)
+                got = load_npz(labels)
             entries.append(dict(video=video.name, labels=labels.name, frames=int(got["landmarks2d"].shape[0])))
     save_json(root / "index.json", entries)
     return root

@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facelift_jax import camera
+from facelift_jax.preprocess import load_npz, save_npz  # the atomic npz files of preprocessing
 from facelift_jax.data.labels import PseudoLabels, VideoLabels
 
 _POOL_STREAM = 505  # seed offset of the pool's cameras (distinct from the pipeline's streams)
@@ -71,20 +72,6 @@ def _stamp(config, labels: PseudoLabels) -> str:
     return digest.hexdigest()[:12]
 
 
-def _save(path: pathlib.Path, **arrays) -> None:
-    from facelift_jax.preprocess import save_npz  # the project's atomic writer
-
-    save_npz(path, **arrays)
-
-
-def _load(path: pathlib.Path) -> dict | None:
-    try:
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
 def _root(config, data_dir, labels: PseudoLabels) -> pathlib.Path:
     return pathlib.Path(data_dir) / "pool" / _stamp(config, labels)
 
@@ -105,7 +92,7 @@ def load_or_render(config, data_dir, labels: PseudoLabels, *, progress: bool = T
     for start in starts:
         stop = min(start + _CHUNK, n)
         path = root / f"chunk_{start:07d}_{stop:07d}.npz"
-        part = _load(path)
+        part = load_npz(path)
         if part is None:
             if generator is None:
                 from facelift_jax import sources
@@ -120,7 +107,7 @@ def load_or_render(config, data_dir, labels: PseudoLabels, *, progress: bool = T
                                      for i in range(0, len(index), 64)])
             part = dict(images=images, index=index, R=np.asarray(cams.R, np.float32),
                         t=np.asarray(cams.t, np.float32), roll=roll)
-            _save(path, **part)
+            save_npz(path, **part)
         parts.append(part)
         bar.update(stop - start)
     bar.close()
@@ -140,7 +127,7 @@ def decoded_frames(config, data_dir, videos: VideoLabels, *, progress: bool = Tr
     size = int(config.image_size)
     digest = hashlib.sha256(json.dumps([list(videos.paths), size]).encode()).hexdigest()[:12]
     path = pathlib.Path(data_dir) / "pool" / f"frames_{digest}.npz"
-    cached = _load(path)
+    cached = load_npz(path)
     if cached is not None and cached["frames"].shape == (len(videos), size, size, 3):
         return cached["frames"]
     from facelift_jax.data.multiframe import FrameSource
@@ -148,7 +135,7 @@ def decoded_frames(config, data_dir, videos: VideoLabels, *, progress: bool = Tr
     source = FrameSource(videos, size)
     frames = np.stack([source[i]["image"] for i in tqdm(range(len(videos)), desc="decode training frames",
                                                          unit="frame", disable=not progress)])
-    _save(path, frames=frames)
+    save_npz(path, frames=frames)
     return frames
 
 
