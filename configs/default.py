@@ -4,12 +4,13 @@ train + evaluate + export on a 2-core CPU.
 Run:     make demo   (= python -m facelift_jax.train --config configs/default.py --workdir runs/default)
 
 Measured (2026-12-02, 2-core CPU, fresh clone, from an EMPTY workdir):
-  * RUNTIME_LINE
-  * preprocessing (512 latents × 13 views rendered, detected, lifted; 16 videos) ~1 min; the
+  * `make demo` 21 min 08 s wall, venv creation (40 s, pip cache warm) included; training at
+    75.9 images/s; the process alone on the machine.
+  * preprocessing (512 latents × 13 views rendered, detected, lifted; 16 videos) ~1.3 min; the
     held-out set (with the 2D detector's landmarks for the PnP baseline); a pool of 16,384
     renders ~1.7 min; 2,400 steps of 24 multi-view + 8 multi-frame images (76,800 images);
-    8 evaluations; plots, export, category tables. Deterministic by seed (two runs on different
-    commits of the same code path gave the same held-out numbers).
+    8 evaluations; plots, export, category tables. Deterministic by seed: a second run (another
+    commit of the same code path, on a busy machine: 29 min) gave identical held-out numbers.
 Result (held-out, ×100 for NME/NMLC; runs/default/eval/categories/results.md per category):
                               model   2D detector + PnP template   template with TRUE pose
   multi-view NMLC (full)      4.22    4.51                         3.16
@@ -22,19 +23,20 @@ Result (held-out, ×100 for NME/NMLC; runs/default/eval/categories/results.md pe
   template) on multi-view NMLC and pose error overall and on sided and atypical poses (on frontal
   ones it wins on pose, 4.1° vs 4.7°, not on NMLC, 3.54 vs 3.10). It does not beat it on the
   (all frontal) video frames, where the detector is very accurate (1.38 NME), and it does not
-  reach the oracle-pose template. Its 3D shape is worse than the mean
-  template's: the predicted offsets do not yet carry identity. The curve
+  reach the oracle-pose template. Its 3D shape is worse than the mean template's: the predicted
+  offsets do not yet carry identity. The curve
   (runs/default/plots/learning_curve.png) is still falling at the end: NMLC 4.96 / 4.44 / 4.22
   after 38k / 58k / 77k images, pose error 6.0° / 5.2° / 4.8°.
 
-What made it work (same held-out set; the 2026-12-01 default, now ``configs/vit_tiny.py``: NMLC
-15.7, pose error 28.1° after 19,200 images at 128²):
+What made it work (the 2026-12-01 default, now ``configs/vit_tiny.py``, reached NMLC 15.7 and pose
+error 28.1° after 19,200 images, on the same held-out latents and cameras rendered at 128²):
   * an ImageNet-pretrained start (EfficientNet-Lite0 from a PyPI wheel, bridges/efficientnet.py)
     and 64² inputs: NMLC 7.66, pose 10.1° after 16,000 images; 4.47 / 5.9° after 64,000
     (×0.9 every 300 steps, no anneal);
   * images per minute: the depthwise convolutions as shifted sums on CPU (XLA's grouped
     convolution is ~5× slower here, forward + backward), renders made once into a pool and
-    re-rolled exactly per use (data/pool.py), so the step is not waiting for the renderer;
+    re-rolled exactly per use (data/pool.py), so the step never waits for the renderer
+    (benchmarks/bench_train.py: the loop keeps 1.00 of the step-alone throughput, was 0.60);
   * the anneal (×0.7 every 300 steps) and 2,400 steps: 4.22 / 4.8°.
 
 Schema shared by every stage (preprocess, train, evaluate); other configs start from this one.

@@ -41,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
+from facelift_jax import stamps
 from facelift_jax import landmarks, lifting, media, sources, views
 from facelift_jax import random_streams as streams
 
@@ -123,15 +124,15 @@ def _plan(config, pre) -> dict:
 
 
 def _check_plan(root: pathlib.Path, plan: dict) -> None:
-    path = root / "plan.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(plan)):
-            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != json.loads(json.dumps(plan)).get(k))
-            raise ValueError(f"{root} holds chunks of a different preprocessing plan (differs in {diff}); "
-                             "use a new --out folder or delete the old one")
-    else:
-        save_json(path, plan)
+    stamps.check(root / "plan.json", plan, what_is_there="chunks of a different preprocessing plan",
+                 fix="use a new --out folder or delete the old one")
+
+
+def check_plan(config, out_dir) -> None:
+    """Refuse the preprocessing output in ``out_dir`` when ``config`` would have made it differently
+    (another generator, detector, latents, image size, lifting …): training must not silently
+    reuse stale pseudo-labels."""
+    _check_plan(pathlib.Path(out_dir) / "multiview", _plan(config, _section(config)))
 
 
 def render_and_detect(generator, detector, latents, cams, image_size, key, render_batch, keep_images=False):

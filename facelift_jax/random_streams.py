@@ -16,7 +16,7 @@ MULTIVIEW_RENDER = 202
 MULTIFRAME_SHUFFLE = 303
 PROCESS_STRIDE = 7919
 
-# The rendered training pool's cameras (data/pool.py keeps this value as its own _POOL_STREAM).
+# The rendered training pool's cameras (data/pool.py).
 POOL_CAMERAS = 505
 
 # The held-out synthetic set (evaluation/datasets/synthetic.py): cameras and detector noise.

@@ -195,13 +195,16 @@ class MetricWriter:
 # ----------------------------------------------------------------------------------------------
 
 def prepare_data(config, workdir: pathlib.Path) -> pathlib.Path:
-    """``workdir/data`` with pseudo-labels, running preprocessing first when they are missing."""
+    """``workdir/data`` with pseudo-labels, running preprocessing first when they are missing and
+    refusing them (ValueError naming what differs) when they were made with another plan."""
+    from facelift_jax import preprocess
+
     data_dir = workdir / "data"
     if not data_lib.has_pseudo_labels(data_dir):
-        from facelift_jax import preprocess
-
         log.info("no pseudo-labels in %s: running preprocessing", data_dir)
         preprocess.run_preprocess(config, data_dir)
+    else:  # reused: only if this config would have made them the same way
+        preprocess.check_plan(config, data_dir)
     return data_dir
 
 

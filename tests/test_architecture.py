@@ -92,9 +92,7 @@ def test_facelift_jax_has_no_import_cycle_nor_private_cross_module_import():
 
 def test_random_streams_are_one_table_of_distinct_values():
     from facelift_jax import random_streams as streams
-    from facelift_jax.data import pool
 
     table = {k: v for k, v in vars(streams).items() if k.isupper()}
     per_stream = {k: v for k, v in table.items() if k not in ("PROCESS_STRIDE", "VIDEO_POPULATION")}
     assert len(set(per_stream.values())) == len(per_stream), per_stream
-    assert pool._POOL_STREAM == streams.POOL_CAMERAS  # data/pool.py still spells its own (frozen file)

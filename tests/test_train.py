@@ -223,7 +223,11 @@ def test_default_encoder_and_pool_end_to_end(tmp_path, data_dir):
     config.model.efficientnet.update(image_size=64, width=16)
     config.data.pool_size = 6
     config.train.num_steps = 2
-    workdir = tiny_workdir(tmp_path, data_dir)
+    # The shared tiny data was preprocessed at another image size: training refuses to reuse it.
+    stale = tiny_workdir(tmp_path / "stale", data_dir)
+    with pytest.raises(ValueError, match=r"different preprocessing plan \(differs in \['image_size'\]\)"):
+        train.train_and_evaluate(config, stale)
+    workdir = tmp_path / "run"  # from an empty workdir: preprocessing, pool, training, evaluation, export
     results = train.train_and_evaluate(config, workdir)
     assert np.isfinite(results["multiview"]["nmlc"]["full"])
     assert np.isfinite(results["detector_baseline"]["multiview"]["nmlc"]["full"])

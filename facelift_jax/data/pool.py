@@ -29,8 +29,6 @@ render resumes at the first missing chunk.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import pathlib
 
 import cv2
@@ -38,11 +36,11 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from facelift_jax import camera
+from facelift_jax import camera, stamps
+from facelift_jax import random_streams as streams
 from facelift_jax.preprocess import load_npz, save_npz  # the atomic npz files of preprocessing
 from facelift_jax.data.labels import PseudoLabels, VideoLabels
 
-_POOL_STREAM = 505  # seed offset of the pool's cameras (distinct from the pipeline's streams)
 _CHUNK = 512
 
 
@@ -62,14 +60,10 @@ class RenderedPool:
 
 
 def _stamp(config, labels: PseudoLabels) -> str:
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(labels.latents).tobytes())
-    digest.update(np.ascontiguousarray(labels.points3d).tobytes())
     what = dict(generator=config.get("generator", "synthetic"),
                 synthetic=config.synthetic.to_dict() if "synthetic" in config else None,
                 camera=config.camera.to_dict(), image_size=int(config.image_size), seed=int(config.seed))
-    digest.update(json.dumps(what, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:12]
+    return stamps.digest(what, labels.latents, labels.points3d)
 
 
 def _root(config, data_dir, labels: PseudoLabels) -> pathlib.Path:
@@ -83,10 +77,10 @@ def load_or_render(config, data_dir, labels: PseudoLabels, *, progress: bool = T
         raise ValueError(f"data.pool_size must be ≥ 1 to build a pool, got {n}")
     root = _root(config, data_dir, labels)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "stamp.json").write_text(json.dumps(dict(pool_size=n, image_size=size, num_latents=len(labels)), indent=2))
+    stamps.write(root / "stamp.json", dict(pool_size=n, image_size=size, num_latents=len(labels)))
     generator = None
     parts = []
-    key = jax.random.fold_in(jax.random.key(int(config.seed)), _POOL_STREAM)
+    key = jax.random.fold_in(jax.random.key(int(config.seed)), streams.POOL_CAMERAS)
     starts = range(0, n, _CHUNK)
     bar = tqdm(total=n, desc="render training pool", unit="img", disable=not progress)
     for start in starts:
@@ -125,8 +119,7 @@ def _roll_of(cams: camera.Camera) -> np.ndarray:
 def decoded_frames(config, data_dir, videos: VideoLabels, *, progress: bool = True) -> np.ndarray:
     """Every training video frame (F, S, S, 3) uint8 at ``config.image_size``, decoded once."""
     size = int(config.image_size)
-    digest = hashlib.sha256(json.dumps([list(videos.paths), size]).encode()).hexdigest()[:12]
-    path = pathlib.Path(data_dir) / "pool" / f"frames_{digest}.npz"
+    path = pathlib.Path(data_dir) / "pool" / f"frames_{stamps.digest(dict(paths=list(videos.paths), size=size))}.npz"
     cached = load_npz(path)
     if cached is not None and cached["frames"].shape == (len(videos), size, size, 3):
         return cached["frames"]

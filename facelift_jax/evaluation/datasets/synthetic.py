@@ -41,7 +41,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from facelift_jax import camera, media
+from facelift_jax import camera, media, stamps
 from facelift_jax import random_streams as streams
 from facelift_jax import rotation as rotation_lib
 from facelift_jax.evaluation.datasets.base import EvalSample, EvalSet, points_box
@@ -144,10 +144,16 @@ def render_multiframe(config, out_dir: pathlib.Path) -> TestImages | None:
     frames = int(config.eval.frames_per_video)
     parts = {k: [] for k in ("image", "landmarks2d", "landmarks3d", "rotation", "translation", "visible", "detections",
                              "detection_confidence")}
+    # The configured synthetic generator and detector, as the training videos use (make_video
+    # draws synthetic clips only; another source keeps the embedded defaults).
+    from facelift_jax import sources
+
+    gen = sources.make_generator(config) if config.get("generator", "synthetic") == "synthetic" else None
+    det = sources.make_detector(config) if config.get("detector", "synthetic") == "synthetic" else None
     for seed in tqdm(range(int(config.eval.first_video), int(config.eval.first_video) + n),
                      desc="test set: held-out videos", leave=False):
         path = pathlib.Path(synthetic.make_video(seed, out_dir / f"test_{seed}.avi", frames=frames,
-                                                 image_size=int(config.image_size)))
+                                                 image_size=int(config.image_size), generator=gen, detector=det))
         video = media.read_video(path)
         with np.load(path.with_suffix(".npz")) as f:
             t = min(len(video), len(f["true2d"]))
@@ -177,10 +183,11 @@ def load_or_build(config, data_dir) -> TestSet:
     key = {k: config.eval[k] for k in ("num_latents", "first_latent", "num_videos", "first_video", "frames_per_video")}
     key.update(seed=int(config.seed), image_size=int(config.image_size), generator=config.generator,
                camera=json.loads(config.camera.to_json()), detector=config.get("detector", "synthetic"),
+               synthetic=config.synthetic.to_dict() if "synthetic" in config else None,  # held-out videos too
                version=CACHE_VERSION)
     stamp = cache / "settings.json"
     mv_path, mf_path = cache / "multiview.npz", cache / "multiframe.npz"
-    if stamp.is_file() and json.loads(stamp.read_text()) == key and mv_path.is_file():
+    if stamps.matches(stamp, key) and mv_path.is_file():
         return TestSet(_load(mv_path), _load(mf_path) if mf_path.is_file() else None)
     cache.mkdir(parents=True, exist_ok=True)
     mv = render_multiview(config, sources.make_generator(config), detector=sources.make_detector(config))
@@ -190,7 +197,7 @@ def load_or_build(config, data_dir) -> TestSet:
         np.savez(mf_path, **_fields(mf))
     elif mf_path.exists():
         mf_path.unlink()
-    stamp.write_text(json.dumps(key, indent=2))
+    stamps.write(stamp, key)
     return TestSet(mv, mf)
 
 def _generator(config):
