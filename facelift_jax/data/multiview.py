@@ -89,9 +89,7 @@ class PooledMultiView(grain.transforms.RandomMap):
         points = self.labels.points3d[rows]
         R, t = self.pool.R[indices].astype(np.float64), self.pool.t[indices].astype(np.float64)
         images = self.pool.images[indices].copy()
-        for i in range(len(indices)):
-            if not self.resample_roll:
-                break
+        for i in range(len(indices) if self.resample_roll else 0):
             uv = pool_lib.project(points[i], R[i], t[i])
             delta = pool_lib.resample_roll(rng, self.pool.roll[indices[i]], uv, self.camera_config)
             if delta:

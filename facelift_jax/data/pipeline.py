@@ -72,7 +72,7 @@ def train_dataset(config, data_dir, *, process_index: int = 0, process_count: in
     data_dir = pathlib.Path(data_dir)
     branches, names = [], []
     use_mv, use_mf = int(config.batch.multiview) > 0, int(config.batch.multiframe) > 0
-    labels = labels_lib.load_pseudo_labels(data_dir)
+    labels = labels_lib.load_pseudo_labels(data_dir) if use_mv else None  # MF only: no 3D labels read
     videos = labels_lib.load_video_labels(data_dir) if use_mf else None
     rendered = frames = None
     if int(config.data.get("pool_size", 0)) > 0:  # render once and decode once, then only gather
