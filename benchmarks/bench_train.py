@@ -9,7 +9,7 @@
 configs/default.py (or ``--config``), shrunk by the flags, with its real library pieces
 (train.create_train_state with the config's pretrained encoder weights, train.make_train_step,
 data.train_iterator, views.normal_template). With ``data.pool_size`` > 0 (the default config) the
-multi-view branch gathers from the rendered pool (data/pool.py; rendered, and the video frames
+multi-view branch gathers from the rendered pool (input_pipeline/pool.py; rendered, and the video frames
 decoded, before any timing — in a temporary directory that is never reused) and re-draws each
 sample's roll; with 0 it renders every sample on the fly. ``--pool-size`` overrides the size;
 rendering the default's 16,384 takes minutes on a CPU, and the gather's speed hardly depends on it.
@@ -47,7 +47,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from facelift_jax import data as data_lib  # noqa: E402
+from facelift_jax import input_pipeline  # noqa: E402
 from facelift_jax import train, views  # noqa: E402
 from facelift_jax import workdir as workdir_lib  # noqa: E402
 
@@ -99,13 +99,13 @@ def timed(fn, n: int) -> float:
 def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
     placement = train.Placement.create()
     train.check_batch_divisible(config, jax.device_count())
-    template = data_lib.load_template(data_dir)
-    steps_per_epoch = data_lib.steps_per_epoch(config, data_dir)
+    template = input_pipeline.load_template(data_dir)
+    steps_per_epoch = input_pipeline.steps_per_epoch(config, data_dir)
     state = train.create_train_state(config, template, steps_per_epoch, placement)
     normals = jnp.asarray(views.normal_template(template))
     train_step = train.make_train_step(state.graphdef, state.tx, state.schedule, config.loss, normals)
     t0 = time.perf_counter()
-    batches = data_lib.train_iterator(config, data_dir)  # renders the pool / decodes frames when pooled
+    batches = input_pipeline.train_iterator(config, data_dir)  # renders the pool / decodes frames when pooled
     iterator_s = time.perf_counter() - t0
     images_per_step = int(config.batch.multiview) + int(config.batch.multiframe)
     params, opt_state, counter = state.params, state.opt_state, [0]

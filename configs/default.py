@@ -35,7 +35,7 @@ error 28.1° after 19,200 images, on the same held-out latents and cameras rende
     (×0.9 every 300 steps, no anneal);
   * images per minute: the depthwise convolutions as shifted sums on CPU (XLA's grouped
     convolution is ~5× slower here, forward + backward), renders made once into a pool and
-    re-rolled exactly per use (data/pool.py), so the step never waits for the renderer
+    re-rolled exactly per use (input_pipeline/pool.py), so the step never waits for the renderer
     (benchmarks/bench_train.py: the loop keeps 1.00 of the step-alone throughput, was 0.60);
   * the anneal (×0.7 every 300 steps) and 2,400 steps: 4.22 / 4.8°.
 
@@ -126,7 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(
         num_threads=1,          # grain threads preparing samples (rendering, video decoding)
         prefetch=4,             # batches prepared ahead of the training step
-        pool_size=16384,        # > 0: render this many multi-view samples once (data/pool.py) and re-draw
+        pool_size=16384,        # > 0: render this many multi-view samples once (input_pipeline/pool.py) and re-draw
                                 # their camera roll from C at every use; 0: render every sample on the fly
         resample_roll=True,     # pool only: the exact roll re-sampling (an image rotation about the centre)
         confidence_threshold=0.5,  # multi-frame: detector confidence above which a 2D label supervises

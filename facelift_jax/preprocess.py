@@ -8,7 +8,7 @@ detect 2D landmarks with the configured detector, mask them (the view masks, and
 confidence below ``min_confidence``), lift them to 3D (``lifting.lift``), and save the chunk.
 Then assemble the dataset, write the video pseudo-labels and the preview pictures.
 
-Output under DIR (what data/labels.py and the training pipeline read):
+Output under DIR (what input_pipeline/labels.py and the training pipeline read):
   multiview/pseudo_labels.npz   latents (N,) int64, points3d (N,98,3) world, valid (N,98),
                                 residual (N,98), num_views (N,98), num_inliers (N,98), status (N,),
                                 and for a generator with exact landmarks true3d (N,98,3)

@@ -9,14 +9,14 @@ JAX streams are ``jax.random.fold_in(jax.random.key(config.seed), STREAM)``; Gra
 PREPROCESS_DETECTIONS = 4
 PREPROCESS_PREVIEW = 5
 
-# Training input pipeline (data/pipeline.py): multi-view shuffle and render, multi-frame shuffle;
+# Training input pipeline (input_pipeline/pipeline.py): multi-view shuffle and render, multi-frame shuffle;
 # each host adds PROCESS_STRIDE × process_index to the render stream.
 MULTIVIEW_SHUFFLE = 101
 MULTIVIEW_RENDER = 202
 MULTIFRAME_SHUFFLE = 303
 PROCESS_STRIDE = 7919
 
-# The rendered training pool's cameras (data/pool.py).
+# The rendered training pool's cameras (input_pipeline/pool.py).
 POOL_CAMERAS = 505
 
 # The held-out synthetic set (evaluation/datasets/synthetic.py): cameras and detector noise.

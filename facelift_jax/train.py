@@ -35,7 +35,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from facelift_jax import batching, checkpointing, losses, views
-from facelift_jax import data as data_lib
+from facelift_jax import input_pipeline
 from facelift_jax.evaluation import evaluator as evaluation
 from facelift_jax.model import build_model
 
@@ -200,7 +200,7 @@ def prepare_data(config, workdir: pathlib.Path) -> pathlib.Path:
     from facelift_jax import preprocess
 
     data_dir = workdir / "data"
-    if not data_lib.has_pseudo_labels(data_dir):
+    if not input_pipeline.has_pseudo_labels(data_dir):
         log.info("no pseudo-labels in %s: running preprocessing", data_dir)
         preprocess.run_preprocess(config, data_dir)
     else:  # reused: only if this config would have made them the same way
@@ -333,8 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
     data_dir = prepare_data(config, workdir)
     placement = Placement.create()
     check_batch_divisible(config, jax.device_count())
-    template = data_lib.load_template(data_dir)
-    steps_per_epoch = data_lib.steps_per_epoch(config, data_dir)
+    template = input_pipeline.load_template(data_dir)
+    steps_per_epoch = input_pipeline.steps_per_epoch(config, data_dir)
 
     state = create_train_state(config, template, steps_per_epoch, placement)
     normals = jnp.asarray(views.normal_template(template))
@@ -343,7 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
                                       every=int(config.train.checkpoint_every),
                                       async_save=bool(config.train.get("async_checkpoint", True)))
     state, data_state = restore_train_state(ckpt, state, placement)
-    batches = data_lib.train_iterator(config, data_dir, process_index=jax.process_index(),
+    batches = input_pipeline.train_iterator(config, data_dir, process_index=jax.process_index(),
                                       process_count=jax.process_count(), state=data_state)
     evaluator = evaluation.Evaluator(config, data_dir, state.graphdef, placement) if config.train.eval_every >= 0 else None
     writer = MetricWriter(workdir, is_main)

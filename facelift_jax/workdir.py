@@ -71,7 +71,7 @@ def locate_checkpoint(path) -> tuple[pathlib.Path, pathlib.Path]:
 
 def template_path(workdir) -> pathlib.Path:
     """The pseudo-label template (98, 3) of a workdir (written by preprocessing)."""
-    from facelift_jax.data.labels import TEMPLATE
+    from facelift_jax.input_pipeline.labels import TEMPLATE
 
     return pathlib.Path(workdir) / DATA / TEMPLATE
 

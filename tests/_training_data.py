@@ -1,4 +1,4 @@
-"""Shared by test_data.py and test_train.py: the real default config shrunk to test size, and one
+"""Shared by test_input_pipeline.py and test_train.py: the real default config shrunk to test size, and one
 preprocessed tiny dataset per pytest session (built on first use under pytest's base temp dir)."""
 
 from __future__ import annotations

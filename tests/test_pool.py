@@ -1,4 +1,4 @@
-"""The rendered training pool and its roll re-sampling (facelift_jax/data/pool.py).
+"""The rendered training pool and its roll re-sampling (facelift_jax/input_pipeline/pool.py).
 
 Checked against independent facts: the camera of C with roll γ+δ (camera_from_angles) is the
 rolled camera; a re-render from that camera is the rotated image; roll draws follow C's roll
@@ -15,7 +15,7 @@ import pytest
 from scipy import special, stats
 
 from facelift_jax import camera
-from facelift_jax.data import pool as pool_lib
+from facelift_jax.input_pipeline import pool as pool_lib
 from tests._training_data import tiny_config, tiny_data_dir
 
 
@@ -101,13 +101,13 @@ def test_pooled_batches_are_consistent_and_resume(tmp_path, data_dir):
     are re-drawn (the rotation differs from the pool's), and the iterator resumes exactly."""
     import shutil
 
-    from facelift_jax import data as data_lib
+    from facelift_jax import input_pipeline
 
     work = tmp_path / "data"
     shutil.copytree(data_dir, work, ignore=shutil.ignore_patterns("done"))
     config = tiny_config()
     config.data.pool_size = 12
-    it = data_lib.train_iterator(config, work)
+    it = input_pipeline.train_iterator(config, work)
     batches = [next(it) for _ in range(3)]
     state = it.get_state()
     nxt = next(it)
@@ -116,7 +116,7 @@ def test_pooled_batches_are_consistent_and_resume(tmp_path, data_dir):
     np.testing.assert_allclose(mv["landmarks2d"], uv, atol=1e-5)
     assert mv["image"].shape == (2, config.image_size, config.image_size, 3)
     assert batches[0]["multiframe"]["image"].shape == (2, config.image_size, config.image_size, 3)
-    it2 = data_lib.train_iterator(config, work, state=state)
+    it2 = input_pipeline.train_iterator(config, work, state=state)
     again = next(it2)
     np.testing.assert_array_equal(again["multiview"]["image"], nxt["multiview"]["image"])
     np.testing.assert_array_equal(again["multiframe"]["image"], nxt["multiframe"]["image"])
@@ -124,5 +124,5 @@ def test_pooled_batches_are_consistent_and_resume(tmp_path, data_dir):
     assert len(list((work / "pool").glob("*/chunk_*.npz"))) == 1
     config.image_size = 32
     config.model.vit.image_size = 32
-    pool_lib.load_or_render(config, work, data_lib.load_pseudo_labels(work), progress=False)
+    pool_lib.load_or_render(config, work, input_pipeline.load_pseudo_labels(work), progress=False)
     assert len(list((work / "pool").glob("*/chunk_*.npz"))) == 2

@@ -28,7 +28,7 @@ def data_dir(tmp_path_factory):
 def _params_at(workdir, step=None):
     from flax import nnx
 
-    from facelift_jax.data import labels
+    from facelift_jax.input_pipeline import labels
     from facelift_jax.model import build_model
 
     abstract = nnx.eval_shape(lambda: build_model(tiny_config().model, labels.load_template(workdir / "data"),
@@ -144,7 +144,7 @@ _ONE_STEP = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from _training_data import tiny_config
     from facelift_jax import train, views
-    from facelift_jax.data import labels, pipeline
+    from facelift_jax.input_pipeline import labels, pipeline
     from facelift_jax.model import build_model
 
     config = tiny_config()
@@ -236,7 +236,7 @@ def test_default_encoder_and_pool_end_to_end(tmp_path, data_dir):
     from bridges import efficientnet as bridge
     from flax import nnx
 
-    from facelift_jax.data import labels
+    from facelift_jax.input_pipeline import labels
     from facelift_jax.model import build_model
 
     pretrained = build_model(config.model, labels.load_template(workdir / "data"), rngs=nnx.Rngs(0))

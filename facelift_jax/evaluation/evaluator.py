@@ -58,7 +58,7 @@ class Evaluator:
             testset = heldout_set.TestSet(testset.multiview.take(int(limit)), testset.multiframe)
         self.testset = testset
         if template is None:
-            from facelift_jax.data import labels as labels_lib
+            from facelift_jax.input_pipeline import labels as labels_lib
 
             template = labels_lib.load_template(data_dir)
         self.template = np.asarray(template, np.float32)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from facelift_jax import landmarks as lm
-from facelift_jax.data import labels as labels_lib
-from facelift_jax.data import pipeline
+from facelift_jax.input_pipeline import labels as labels_lib
+from facelift_jax.input_pipeline import pipeline
 from facelift_jax.evaluation.datasets import synthetic as testset_lib
 
 from _training_data import TINY_IMAGE, tiny_config, tiny_data_dir

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facelift_jax.data.labels import VideoLabels
+from facelift_jax.input_pipeline.labels import VideoLabels
 from facelift_jax.media import read_frame
 
 

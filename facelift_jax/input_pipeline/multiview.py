@@ -22,7 +22,7 @@ import numpy as np
 
 from facelift_jax import camera
 from facelift_jax import landmarks as lm
-from facelift_jax.data.labels import PseudoLabels
+from facelift_jax.input_pipeline.labels import PseudoLabels
 
 
 # One render at a time per process: concurrent calls of the generator's jitted geometry from
@@ -82,7 +82,7 @@ class PooledMultiView(grain.transforms.RandomMap):
         self.resample_roll = bool(config.data.get("resample_roll", True))
 
     def random_map(self, indices, rng: np.random.Generator) -> dict:
-        from facelift_jax.data import pool as pool_lib
+        from facelift_jax.input_pipeline import pool as pool_lib
 
         indices = np.asarray(indices, np.int64).reshape(-1)
         rows = self.pool.index[indices]

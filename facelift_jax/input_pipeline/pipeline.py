@@ -19,10 +19,10 @@ import grain
 import numpy as np
 
 from facelift_jax import random_streams as streams
-from facelift_jax.data import labels as labels_lib
-from facelift_jax.data import pool as pool_lib
-from facelift_jax.data.multiframe import DecodedFrameSource, FrameSource
-from facelift_jax.data.multiview import PooledMultiView, RenderMultiView
+from facelift_jax.input_pipeline import labels as labels_lib
+from facelift_jax.input_pipeline import pool as pool_lib
+from facelift_jax.input_pipeline.multiframe import DecodedFrameSource, FrameSource
+from facelift_jax.input_pipeline.multiview import PooledMultiView, RenderMultiView
 
 _ENDLESS = 2**40
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from facelift_jax import camera, stamps
 from facelift_jax import random_streams as streams
 from facelift_jax.preprocess import load_npz, save_npz  # the atomic npz files of preprocessing
-from facelift_jax.data.labels import PseudoLabels, VideoLabels
+from facelift_jax.input_pipeline.labels import PseudoLabels, VideoLabels
 
 _CHUNK = 512
 
@@ -123,7 +123,7 @@ def decoded_frames(config, data_dir, videos: VideoLabels, *, progress: bool = Tr
     cached = load_npz(path)
     if cached is not None and cached["frames"].shape == (len(videos), size, size, 3):
         return cached["frames"]
-    from facelift_jax.data.multiframe import FrameSource
+    from facelift_jax.input_pipeline.multiframe import FrameSource
 
     source = FrameSource(videos, size)
     frames = np.stack([source[i]["image"] for i in tqdm(range(len(videos)), desc="decode training frames",
