@@ -198,8 +198,8 @@ def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates:
     """
     A, B, G = float(config.azimuth_range), float(config.elevation_range), float(config.roll_range)
     T = jnp.asarray(config.translation_range, jnp.float32)
-    k = int(config.get("candidates", 16))
-    max_rounds = int(config.get("max_rounds", 64))
+    k = int(config.candidates)
+    max_rounds = int(config.max_rounds)
     if min(A, B, G) <= 0:
         raise ValueError(f"camera ranges must be positive, got A={A}, B={B}, Γ={G}")
     if landmarks3d is not None:
@@ -224,13 +224,13 @@ def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates:
         accept = jax.random.uniform(kacc, (m, k)) < jnp.exp(-jnp.sum(u**2, -1))
         if landmarks3d is not None:
             cams = camera_from_angles(angles[..., 0], angles[..., 1], angles[..., 2], dt,
-                                      radius=config.get("radius", DEFAULT_RADIUS),
-                                      look_at=tuple(config.get("look_at", DEFAULT_LOOK_AT)))
+                                      radius=config.radius,
+                                      look_at=tuple(config.look_at))
             uv, depth = project_with_depth(landmarks3d[pending][:, None], cams)
             box = landmark_box(uv)
             inside = jnp.all((box[..., :2] >= 0) & (box[..., 2:] <= 1), -1) & jnp.all(depth > 0, -1)
             size = jnp.minimum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
-            accept &= inside & (size > config.get("min_box_fraction", 0.5))
+            accept &= inside & (size > config.min_box_fraction)
         accept = np.asarray(accept)
         got = accept.any(1)
         first = accept.argmax(1)
@@ -244,8 +244,8 @@ def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates:
             f"sample_cameras: {pending.size} of {n} cameras found no accepted candidate in {max_rounds} rounds; "
             "the camera config (ranges, translation_range, min_box_fraction) or the landmarks rule out most of C")
     cams = camera_from_angles(chosen[:, 0], chosen[:, 1], chosen[:, 2], chosen[:, 3:],
-                              radius=config.get("radius", DEFAULT_RADIUS),
-                              look_at=tuple(config.get("look_at", DEFAULT_LOOK_AT)))
+                              radius=config.radius,
+                              look_at=tuple(config.look_at))
     return (cams, consumed) if return_num_candidates else cams
 
 

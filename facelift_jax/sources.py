@@ -23,11 +23,11 @@ DETECTORS = ("synthetic", "pyfacer", "mediapipe")
 
 def make_generator(config):
     """The generator named by ``config.generator`` (the full experiment config)."""
-    name = config.get("generator", "synthetic")
+    name = config.generator
     if name == "synthetic":
         from facelift_jax.synthetic import SyntheticGenerator
 
-        return SyntheticGenerator(config.get("synthetic"))
+        return SyntheticGenerator(config.synthetic)
     if name == "ide3d":
         from bridges.ide3d import IDE3DGenerator
 
@@ -37,11 +37,11 @@ def make_generator(config):
 
 def make_detector(config):
     """The 2D landmark detector named by ``config.detector`` (the full experiment config)."""
-    name = config.get("detector", "synthetic")
+    name = config.detector
     if name == "synthetic":
         from facelift_jax.synthetic import SyntheticDetector
 
-        return SyntheticDetector(config.get("synthetic"))
+        return SyntheticDetector(config.synthetic)
     if name == "pyfacer":
         from bridges import detector2d
 

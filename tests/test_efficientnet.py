@@ -208,7 +208,7 @@ def test_build_encoder_and_model_from_config():
 
     m = get_config().model
     m.encoder = "efficientnet_lite0"
-    m.efficientnet = ml_collections.ConfigDict(dict(width=48, image_size=64))
+    m.efficientnet = ml_collections.ConfigDict(dict(width=48, image_size=64, token_strides=(16, 32)))
     enc, width = build_encoder(m, rngs=nnx.Rngs(0))
     assert isinstance(enc, EfficientNetLite) and width == 48
     model = build_model(m, np.zeros((98, 3), np.float32), rngs=nnx.Rngs(0))

@@ -63,7 +63,7 @@ class Evaluator:
             template = labels_lib.load_template(data_dir)
         self.template = np.asarray(template, np.float32)
         n_dev = jax.device_count() if placement is not None else 1
-        size = int(batch_size or config.eval.get("batch_size", 16))
+        size = int(batch_size or config.eval.batch_size)
         self.batch_size = max(n_dev, size - size % n_dev)
         self._predict = jax.jit(lambda params, rest, images: nnx.merge(graphdef, params, rest)(images))
         self.categories = {name: heldout_set.pose_categories_of(config, part.rotation) for name, part in self._parts()}
@@ -125,7 +125,7 @@ class Evaluator:
         plain = {k: v for k, v in results.items() if k != "predictions"}
         (workdir / "eval" / "results.json").write_text(json.dumps(plain, indent=2, default=float))
         mv = self.testset.multiview
-        n = min(int(self.config.train.get("plot_examples", 8)), len(mv))
+        n = min(int(self.config.train.plot_examples), len(mv))
         pred = results["predictions"]["multiview"]
         paths = {
             "curves": plots.training_curves(workdir / "metrics.jsonl", workdir / "plots" / "training_curves.png",

@@ -79,7 +79,7 @@ class PooledMultiView(grain.transforms.RandomMap):
         self.pool = rendered
         self.labels = labels
         self.camera_config = config.camera
-        self.resample_roll = bool(config.data.get("resample_roll", True))
+        self.resample_roll = bool(config.data.resample_roll)
 
     def random_map(self, indices, rng: np.random.Generator) -> dict:
         from facelift_jax.input_pipeline import pool as pool_lib

@@ -57,7 +57,7 @@ def multiview_batches(config, pseudo_labels: labels_lib.PseudoLabels, *, process
 def multiframe_batches(config, videos: labels_lib.VideoLabels, *, process_index: int = 0,
                        process_count: int = 1, frames: np.ndarray | None = None) -> grain.MapDataset:
     b = local_batch_size(int(config.batch.multiframe), process_count, "multiframe")
-    threshold = float(config.data.get("confidence_threshold", 0.5))
+    threshold = float(config.data.confidence_threshold)
     source = grain.MapDataset.source(DecodedFrameSource(videos, frames, threshold) if frames is not None
                                      else FrameSource(videos, int(config.image_size), threshold))
     return _endless(source, int(config.seed) + streams.MULTIFRAME_SHUFFLE, process_index, process_count).batch(b)
@@ -75,7 +75,7 @@ def train_dataset(config, data_dir, *, process_index: int = 0, process_count: in
     labels = labels_lib.load_pseudo_labels(data_dir) if use_mv else None  # MF only: no 3D labels read
     videos = labels_lib.load_video_labels(data_dir) if use_mf else None
     rendered = frames = None
-    if int(config.data.get("pool_size", 0)) > 0:  # render once and decode once, then only gather
+    if int(config.data.pool_size) > 0:  # render once and decode once, then only gather
         progress = process_index == 0
         rendered = pool_lib.load_or_render(config, data_dir, labels, progress=progress) if use_mv else None
         frames = pool_lib.decoded_frames(config, data_dir, videos, progress=progress) if use_mf else None
@@ -108,7 +108,7 @@ def train_iterator(config, data_dir, *, process_index: int = 0, process_count: i
 def steps_per_epoch(config, data_dir=None) -> int:
     """``config.optim.steps_per_epoch``, or when 0 one pass over the lifted latents (frames when no
     multi-view branch)."""
-    explicit = int(config.optim.get("steps_per_epoch", 0))
+    explicit = int(config.optim.steps_per_epoch)
     if explicit > 0:
         return explicit
     if data_dir is None:

@@ -60,7 +60,7 @@ class RenderedPool:
 
 
 def _stamp(config, labels: PseudoLabels) -> str:
-    what = dict(generator=config.get("generator", "synthetic"),
+    what = dict(generator=config.generator,
                 synthetic=config.synthetic.to_dict() if "synthetic" in config else None,
                 camera=config.camera.to_dict(), image_size=int(config.image_size), seed=int(config.seed))
     return stamps.digest(what, labels.latents, labels.points3d)
@@ -187,6 +187,6 @@ def resample_roll(rng: np.random.Generator, roll: float, points2d: np.ndarray, c
     ``tries`` draws all fail, which the Gibbs step allows (the current γ passed the constraint)."""
     for _ in range(tries):
         delta = draw_roll(rng, float(camera_config.roll_range)) - float(roll)
-        if box_ok(roll_points(points2d, delta), float(camera_config.get("min_box_fraction", 0.5))):
+        if box_ok(roll_points(points2d, delta), float(camera_config.min_box_fraction)):
             return delta
     return 0.0

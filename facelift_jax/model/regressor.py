@@ -168,22 +168,22 @@ def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
     """(encoder module, token width) for ``model_config.encoder`` ∈ {"vit", "resnet50", "resnet152",
     "efficientnet_lite0"}."""
     name = model_config.encoder
-    dtype = _DTYPES[model_config.get("dtype", "float32")]
+    dtype = _DTYPES[model_config.dtype]
     if name == "vit":
         v = model_config.vit
         enc = VisionTransformer(int(v.width), int(v.depth), int(v.heads), int(v.patch), int(v.image_size),
-                                float(v.get("mlp_ratio", 4.0)), v.get("stem", "patch"),
-                                v.get("stem_width", None), dtype=dtype, rngs=rngs)
+                                float(v.mlp_ratio), v.stem,
+                                v.stem_width, dtype=dtype, rngs=rngs)
         return enc, int(v.width)
     if name in DEPTHS:
-        r = model_config.get("resnet", {})
+        r = model_config.resnet
         image_size = int(model_config.vit.image_size) if "vit" in model_config else 224
-        enc = ResNet(DEPTHS[name], int(r.get("base_width", 64)), image_size, r.get("norm", "group"),
-                     int(r.get("groups", 32)), dtype=dtype, rngs=rngs)
+        enc = ResNet(DEPTHS[name], int(r.base_width), image_size, r.norm,
+                     int(r.groups), dtype=dtype, rngs=rngs)
         return enc, enc.width
     if name == "efficientnet_lite0":
         e = model_config.efficientnet
-        enc = EfficientNetLite(int(e.image_size), int(e.width), tuple(e.get("token_strides", (16, 32))), dtype=dtype,
+        enc = EfficientNetLite(int(e.image_size), int(e.width), tuple(e.token_strides), dtype=dtype,
                                rngs=rngs)
         return enc, enc.width
     raise ValueError(f"unknown model.encoder {name!r}; choose 'vit', 'efficientnet_lite0' or one of {sorted(DEPTHS)}")
@@ -195,20 +195,18 @@ def build_model(model_config, template, *, rngs: nnx.Rngs) -> FaceLiftRegressor:
     Does not load pretrained weights: ``model_config.pretrained`` is handled by entry points
     through ``bridges.farl.load_pretrained`` (torch stays out of facelift_jax).
     """
-    dtype_name = model_config.get("dtype", "float32")
+    dtype_name = model_config.dtype
     if dtype_name not in _DTYPES:
         raise ValueError(f"unknown model.dtype {dtype_name!r}; choose from {sorted(_DTYPES)}")
     encoder, encoder_width = build_encoder(model_config, rngs=rngs)
     d = model_config.decoder
-    h = model_config.get("heads", {})
+    h = model_config.heads
     model = FaceLiftRegressor(
         encoder, encoder_width, template,
-        width=int(d.width), depth=int(d.depth), heads=int(d.heads), mlp_ratio=float(d.get("mlp_ratio", 4.0)),
-        offset_scale=h.get("offset_scale", 0.1), translation_scale=tuple(h.get("translation_scale", (0.1, 0.1, 0.1))),
-        sigma0=h.get("sigma0", 0.02), sigma_min=h.get("sigma_min", 1e-4), init_scale=h.get("init_scale", 1e-2),
-        radius=model_config.get("radius", camera_lib.DEFAULT_RADIUS),
-        look_at=tuple(model_config.get("look_at", camera_lib.DEFAULT_LOOK_AT)),
-        focal=model_config.get("focal", camera_lib.FOCAL), dtype=_DTYPES[dtype_name], rngs=rngs)
+        width=int(d.width), depth=int(d.depth), heads=int(d.heads), mlp_ratio=float(d.mlp_ratio),
+        offset_scale=h.offset_scale, translation_scale=tuple(h.translation_scale),
+        sigma0=h.sigma0, sigma_min=h.sigma_min, init_scale=h.init_scale,
+        radius=model_config.radius, look_at=tuple(model_config.look_at), focal=model_config.focal, dtype=_DTYPES[dtype_name], rngs=rngs)
     logging.info("FaceLiftRegressor parameters: %s", parameter_counts(model))
     return model
 

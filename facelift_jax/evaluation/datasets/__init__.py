@@ -20,8 +20,8 @@ def load(spec: str, config, data_dir=None) -> EvalSet:
     kind, _, arg = str(spec).partition(":")
     kind = kind.lower().replace("-", "").replace("_", "")
     ev = config.eval
-    limit = int(ev.get("limit", 0))
-    crop_scale = float(ev.get("crop_scale", 1.2))
+    limit = int(ev.limit)
+    crop_scale = float(ev.crop_scale)
     if kind == "synthetic":
         if arg:
             try:
@@ -36,15 +36,15 @@ def load(spec: str, config, data_dir=None) -> EvalSet:
     if kind == "dad3dheads":
         from facelift_jax.evaluation.datasets.dad3dheads import DAD3DHeads
 
-        opts = ev.get("dad3dheads", {})
-        return DAD3DHeads(arg, landmark_embedding=opts.get("landmark_embedding") or None, crop_scale=crop_scale,
+        opts = ev.dad3dheads
+        return DAD3DHeads(arg, landmark_embedding=opts.landmark_embedding or None, crop_scale=crop_scale,
                           limit=limit)
     if kind == "multiface":
         from facelift_jax.evaluation.datasets.multiface import Multiface
 
-        opts = ev.get("multiface", {})
-        return Multiface(arg, sequences=list(opts.get("sequences", ())) or None,
-                         cameras=list(opts.get("cameras", ())) or None, frame_step=int(opts.get("frame_step", 1)),
-                         limit=limit, face_vertices=opts.get("face_vertices") or None,
-                         landmark_vertices=opts.get("landmark_vertices") or None, crop_scale=crop_scale)
+        opts = ev.multiface
+        return Multiface(arg, sequences=list(opts.sequences) or None,
+                         cameras=list(opts.cameras) or None, frame_step=int(opts.frame_step),
+                         limit=limit, face_vertices=opts.face_vertices or None,
+                         landmark_vertices=opts.landmark_vertices or None, crop_scale=crop_scale)
     raise ValueError(f"unknown data spec {spec!r}; use one of: synthetic[:N], dad3dheads:PATH, multiface:PATH")

@@ -148,8 +148,8 @@ def render_multiframe(config, out_dir: pathlib.Path) -> TestImages | None:
     # draws synthetic clips only; another source keeps the embedded defaults).
     from facelift_jax import sources
 
-    gen = sources.make_generator(config) if config.get("generator", "synthetic") == "synthetic" else None
-    det = sources.make_detector(config) if config.get("detector", "synthetic") == "synthetic" else None
+    gen = sources.make_generator(config) if config.generator == "synthetic" else None
+    det = sources.make_detector(config) if config.detector == "synthetic" else None
     for seed in tqdm(range(int(config.eval.first_video), int(config.eval.first_video) + n),
                      desc="test set: held-out videos", leave=False):
         path = pathlib.Path(synthetic.make_video(seed, out_dir / f"test_{seed}.avi", frames=frames,
@@ -182,7 +182,7 @@ def load_or_build(config, data_dir) -> TestSet:
     cache = pathlib.Path(data_dir) / CACHE
     key = {k: config.eval[k] for k in ("num_latents", "first_latent", "num_videos", "first_video", "frames_per_video")}
     key.update(seed=int(config.seed), image_size=int(config.image_size), generator=config.generator,
-               camera=json.loads(config.camera.to_json()), detector=config.get("detector", "synthetic"),
+               camera=json.loads(config.camera.to_json()), detector=config.detector,
                synthetic=config.synthetic.to_dict() if "synthetic" in config else None,  # held-out videos too
                version=CACHE_VERSION)
     stamp = cache / "settings.json"
@@ -219,8 +219,8 @@ def pose_categories(rotations, thresholds=(30.0, 60.0), atypical_pitch: float = 
 def pose_categories_of(config, rotations) -> np.ndarray:
     """``pose_categories`` of (M, 3, 3) true rotations with ``config.eval``'s thresholds."""
     ev = config.eval
-    return pose_categories(rotations, tuple(ev.get("pose_thresholds", (30.0, 60.0))),
-                           float(ev.get("atypical_pitch", 40.0)), float(ev.get("atypical_roll", 45.0)))
+    return pose_categories(rotations, tuple(ev.pose_thresholds),
+                           float(ev.atypical_pitch), float(ev.atypical_roll))
 
 
 class SyntheticTestSet(EvalSet):
@@ -249,7 +249,7 @@ class SyntheticTestSet(EvalSet):
         gen = _generator(config)
         if hasattr(gen, "params"):
             coeffs = np.asarray(gen.params(self.latents).expression)
-            self.expression = np.abs(coeffs).max(-1) >= float(ev.get("expression_threshold", 0.3))
+            self.expression = np.abs(coeffs).max(-1) >= float(ev.expression_threshold)
 
     def __len__(self) -> int:
         return len(self.images)
