@@ -3,6 +3,9 @@ the training pool and on-the-fly renders use; ``--size 224`` for the paper's), w
 baselines measured in the same run (the CPU may be shared, so only the ratios are comparable across runs).
 
 Baselines:
+  bare   — the floor: an OpenCV index-buffer raster of the same meshes (fill each front-facing
+           triangle's id, flat, one cv2.fillConvexPoly each; no sorting, depth, semantics or
+           shading), on one thread and on every CPU; the renderer's target is ≥ 0.5 of it (issue 15);
   naive  — a per-pixel barycentric z-buffer rasterizer in JAX (every pixel against every triangle,
            chunked over triangles), producing only a depth map: the cost our deferred
            triangle-id renderer avoids;
@@ -19,6 +22,9 @@ import os
 import sys
 import time
 
+import concurrent.futures
+
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,6 +61,38 @@ def naive_depth(vertices, triangles, camera, size: int, chunk: int = 256):
     return zbuf.reshape(size, size)
 
 
+def bare_raster_inputs(gen, latents, cameras, size: int):
+    """Per image: (F',3,2) int32 cv2 fixed-point screen triangles of the front-facing faces, ids (F',)."""
+    verts = gen.vertices3d(latents)
+    tris = gen.triangles
+    out = []
+    for i in range(len(latents)):
+        c = jax.tree_util.tree_map(lambda x: x[i], cameras)
+        pc = np.asarray(cam.to_camera_space(verts[i], c), np.float64)[tris]           # (F,3,3)
+        front = np.einsum("fi,fi->f", np.cross(pc[:, 1] - pc[:, 0], pc[:, 2] - pc[:, 0]), pc.sum(1)) < 0
+        uv = np.asarray(cam.project(verts[i], c), np.float64)[tris] * size             # (F,3,2) pixels
+        pts = np.clip(np.round((uv - 0.5) * 16), -(1 << 20), 1 << 20).astype(np.int32)  # 4 fractional bits
+        keep = np.flatnonzero(front)
+        out.append((pts[keep], keep))
+    return out
+
+
+def bare_raster(inputs, size: int) -> np.ndarray:
+    """One (size,size) int32 id buffer per image: each triangle's id filled flat, in index order."""
+    fill = cv2.fillConvexPoly
+    for pts, ids in inputs:
+        buf = np.full((size, size), -1, np.int32)
+        for f, p in zip(ids.tolist(), pts):
+            fill(buf, p, f, cv2.LINE_8, 4)
+    return buf
+
+
+def _threaded(fn, items, threads: int):
+    """fn over ``threads`` interleaved shares of ``items`` at once (OpenCV releases the GIL)."""
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fn, [items[k::threads] for k in range(threads)]))
+
+
 def _time(fn, repeats, clock=time.perf_counter):
     fn()  # warm-up (compilation)
     best = np.inf
@@ -87,6 +125,12 @@ def main(argv=None):
 
     t_batch = _time(lambda: gen.render(lat, cams, size), args.repeats)
     ours = B / t_batch
+    n_cpu = len(os.sched_getaffinity(0))
+    gen1 = SyntheticGenerator(dict(threads=1))
+    ours1 = B / _time(lambda: gen1.render(lat, cams, size), args.repeats)
+    bare_in = bare_raster_inputs(gen, lat, cams, size)
+    bare1 = B / _time(lambda: bare_raster(bare_in, size), args.repeats)
+    bare_n = B / _time(lambda: _threaded(lambda part: bare_raster(part, size), bare_in, n_cpu), args.repeats)
     # CPU seconds (all threads of this process) per image: on a shared machine wall time depends on
     # the other tenants, CPU time much less so; n_cpu / cpu_per_image bounds an idle machine's rate
     cpu_per_image = _time(lambda: gen.render(lat, cams, size), args.repeats, time.process_time) / B
@@ -109,14 +153,18 @@ def main(argv=None):
     print(f"device: {jax.devices()[0].device_kind}, CPU threads visible: {len(os.sched_getaffinity(0))}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"synthetic renderer, batch {B} at {size}²: {ours:8.1f} images/s "
-          f"(image + depth + semantic + landmarks + visibility)")
-    n_cpu = len(os.sched_getaffinity(0))
+          f"(image + depth + semantic + landmarks + visibility; {n_cpu} threads)")
+    print(f"  on 1 thread:                          {ours1:8.1f} images/s")
+    print(f"baseline bare raster (OpenCV ids, flat), 1 thread:   {bare1:8.1f} images/s   "
+          f"ratio renderer/bare {ours / bare1:5.2f} (renderer on 1 thread: {ours1 / bare1:5.2f})")
+    print(f"baseline bare raster, {n_cpu} threads:                   {bare_n:8.1f} images/s   "
+          f"ratio renderer/bare {ours / bare_n:5.2f}")
     print(f"  CPU time per image {cpu_per_image * 1e3:.1f} ms → at most {n_cpu / cpu_per_image:.0f} images/s "
           f"on {n_cpu} idle cores")
     print(f"synthetic renderer, batch {b} per call:     {small:8.1f} images/s")
     print(f"baseline loop  (batch 1 per call):        {loop:8.1f} images/s   ratio {ours / loop:6.1f}×")
     print(f"baseline naive (per-pixel JAX z-buffer):  {naive:8.2f} images/s   ratio {ours / naive:6.1f}×  (depth only)")
-    return dict(ours=ours, small=small, loop=loop, naive=naive)
+    return dict(ours=ours, ours1=ours1, bare1=bare1, bare_n=bare_n, small=small, loop=loop, naive=naive)
 
 
 if __name__ == "__main__":

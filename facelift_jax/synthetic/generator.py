@@ -7,10 +7,10 @@ Pipeline (per batch): JAX computes the geometry (deformed vertices, camera-space
 landmarks, per-triangle shading tables; jitted, batch padded to a power of two); OpenCV fills
 triangle-id buffers in painter's order (raster.py) — head and face in one layer, neck and ears in
 another, merged by an exact per-pixel z-test —; NumPy intersects each pixel's ray with its triangle
-(exact depth and barycentrics), interpolates vertex attributes and shades (shading.py), with the
-batch split over threads. Landmark visibility compares each landmark's depth with the depth of the
-visible surface along the landmark's own ray (not the nearest pixel centre), within
-``visibility_tolerance``.
+(exact depth and barycentrics), interpolates vertex attributes and shades (shading.py), one image
+at a time (its per-pixel arrays fit the CPU cache), the images spread over threads. Landmark
+visibility compares each landmark's depth with the depth of the visible surface along the
+landmark's own ray (not the nearest pixel centre), within ``visibility_tolerance``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ def default_config() -> ml_collections.ConfigDict:
         visibility_tolerance=0.01,  # world units (≈ 4 mm): landmark depth vs visible surface depth
         max_gaze_deg=28.0,          # the eyes turn toward the camera by at most this (GAN gaze bias)
         threads=0,                  # rasterization/shading threads over the batch (0 = all CPUs)
-        shade_chunk=16,             # images per shading work item (bounds per-pixel temporaries)
         geometry_block=128,         # images per jitted geometry call (bounds the per-triangle tables)
         detector=ml_collections.ConfigDict(dict(
             # per-region std of visible points, in units of sqrt(landmark box area) (human label noise);
@@ -202,6 +201,7 @@ class SyntheticGenerator:
             base.update(config.to_dict() if hasattr(config, "to_dict") else dict(config))
         self.config = base
         self.head = mesh.canonical_head()
+        self._second = np.isin(self.head.part, (mesh.PART_NECK, mesh.PART_EAR))  # the z-tested layer
 
     # -- parameters and geometry (no rendering) -----------------------------------------------
     def params(self, latents) -> FaceParams:
@@ -244,26 +244,32 @@ class SyntheticGenerator:
         size = int(image_size)
         batch = params.identity.shape[0]
         cameras = _batched_cameras(cameras, batch)
-        # geometry in jitted blocks (bounded memory), shading in small chunks spread over threads
-        # (images are independent; NumPy and OpenCV release the GIL)
+        # geometry in jitted blocks (bounded memory); then each image is rasterized and shaded on
+        # its own (its per-pixel arrays stay in the CPU cache), the images spread over threads
+        # (NumPy and OpenCV release the GIL) and written straight into the batch outputs
         step = int(self.config.geometry_block)
         g = [self._geometry_block(params[i:i + step], cameras[i:i + step], size) for i in range(0, batch, step)]
         g = {k: np.concatenate([x[k] for x in g]) for k in g[0]}
+        # (B,27,F): each table column contiguous per image, for one gather per pixel
+        g["table_t"] = np.ascontiguousarray(np.swapaxes(g.pop("table"), 1, 2))
+        g["candidates_cam"] = (np.einsum("bij,bcmj->bcmi", g["R"], g["candidates"]) + g["t"][:, None, None])
         p = jax.device_get(params)
-        threads = int(self.config.threads) or len(os.sched_getaffinity(0))
-        chunk = max(1, min(int(self.config.shade_chunk), -(-batch // threads)))
-        chunks = [slice(i, min(i + chunk, batch)) for i in range(0, batch, chunk)]
-        if threads == 1 or len(chunks) == 1:
-            parts = [self._raster_and_shade(g, p, sl, size) for sl in chunks]
+        n_cand = g["candidates"].shape[1:3]
+        out = dict(image=np.empty((batch, size, size, 3), np.uint8), depth=np.empty((batch, size, size), np.float32),
+                   semantic=np.empty((batch, size, size), np.uint8), ids=np.empty((batch, size, size), np.int32),
+                   visible=np.empty((batch, 98), bool), candidates_visible=np.empty((batch,) + n_cand, bool))
+        threads = min(int(self.config.threads) or len(os.sched_getaffinity(0)), batch)
+        if threads == 1:
+            for i in range(batch):
+                self._raster_and_shade(g, p, i, size, out)
         else:
-            with concurrent.futures.ThreadPoolExecutor(min(threads, len(chunks))) as pool:
-                parts = list(pool.map(lambda sl: self._raster_and_shade(g, p, sl, size), chunks))
-        cat = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda i: self._raster_and_shade(g, p, i, size, out), range(batch)))
         return RenderOutput(
-            image=cat["image"], depth=cat["depth"], semantic=cat["semantic"],
+            image=out["image"], depth=out["depth"], semantic=out["semantic"],
             landmarks3d=g["landmarks"].astype(np.float32), landmarks2d=g["landmarks2d"].astype(np.float32),
-            visible=cat["visible"], cameras=cameras, contour_candidates3d=g["candidates"],
-            contour_candidates_visible=cat["candidates_visible"], gaze_pupils3d=g["gaze"], triangle_id=cat["ids"])
+            visible=out["visible"], cameras=cameras, contour_candidates3d=g["candidates"],
+            contour_candidates_visible=out["candidates_visible"], gaze_pupils3d=g["gaze"], triangle_id=out["ids"])
 
     def _geometry_block(self, params: FaceParams, cameras: cam.Camera, size: int) -> dict:
         """Geometry of up to ``geometry_block`` images (NumPy dict), batch padded to a power of two."""
@@ -275,27 +281,28 @@ class SyntheticGenerator:
         g["K"], g["R"], g["t"] = (np.asarray(x) for x in (cameras.K, cameras.R, cameras.t))
         return g
 
-    def _raster_and_shade(self, g: dict, params: FaceParams, sl: slice, size: int) -> dict:
-        """Rasterize and shade the images ``sl`` of a batch whose geometry ``g`` is computed."""
-        g = {k: v[sl] for k, v in g.items()}
-        params = jax.tree_util.tree_map(lambda x: x[sl], params)
-        K = g["K"]
+    def _raster_and_shade(self, g: dict, params: FaceParams, i: int, size: int, out: dict) -> None:
+        """Rasterize and shade image ``i`` of a batch whose geometry ``g`` is computed, into ``out``."""
+        K, table_t = g["K"][i], g["table_t"][i]
+        pts = raster.fixed_point(g["screen"][i])
         # the neck and the ears interpenetrate the head: rasterize them in a second layer, z-test per pixel
-        second = np.isin(self.head.part, (mesh.PART_NECK, mesh.PART_EAR))
-        layers = [raster.triangle_ids_batch(g["screen"], g["key"], g["front"] & (second != k), size, size)
-                  for k in (True, False)]
-        ids = shading.merge_nearest(layers, g["table"], K)
-        image, depth, sem = shading.shade(ids, g["table"], K, params, g["eyes_cam"], g["gaze_cam"],
-                                          g["light_cam"], self.head.part)
-        visible = self._visible(ids, g["table"], K, g["landmarks_cam"])
-        cand_cam = np.einsum("bij,bcmj->bcmi", g["R"], g["candidates"]) + g["t"][:, None, None]
-        b = len(ids)
-        cand_visible = self._visible(ids, g["table"], K, cand_cam.reshape(b, -1, 3)).reshape(cand_cam.shape[:-1])
-        return dict(image=image, depth=depth, semantic=sem, visible=visible, candidates_visible=cand_visible, ids=ids)
+        layers = []
+        for second in (False, True):
+            ids = np.full((size, size), -1, np.int32)
+            order = raster.draw_order(g["key"][i], g["front"][i] & (self._second == second))
+            layers.append(raster.fill_ids(ids, pts, order))
+        ids = out["ids"][i]
+        ids[:] = shading.merge_nearest(layers, table_t, K)
+        face = jax.tree_util.tree_map(lambda x: x[i], params)
+        shading.shade(ids, table_t, K, face, g["eyes_cam"][i], g["gaze_cam"][i], g["light_cam"][i], self.head.part,
+                      out["image"][i], out["depth"][i], out["semantic"][i])
+        out["visible"][i] = self._visible(ids, table_t, K, g["landmarks_cam"][i])
+        cand = g["candidates_cam"][i]
+        out["candidates_visible"][i] = self._visible(ids, table_t, K, cand.reshape(-1, 3)).reshape(cand.shape[:-1])
 
-    def _visible(self, ids, table, K, points_cam):
-        """(B,N) bool: points (B,N,3) camera space are in the image and not behind the visible surface."""
-        surface, inside = shading.surface_depth_along(ids, table, K, points_cam)
+    def _visible(self, ids, table_t, K, points_cam):
+        """(N,) bool: points (N,3) camera space are in the image and not behind the visible surface."""
+        surface, inside = shading.surface_depth_along(ids, table_t, K, points_cam)
         # a point whose ray meets no triangle sits on the silhouette edge: it is seen
         return inside & (~np.isfinite(surface) | (points_cam[..., 2] <= surface + self.config.visibility_tolerance))
 

@@ -443,11 +443,11 @@ def _semantic_texture(v):
     return tex
 
 
-def texture_lookup(texture, xy):
-    """Nearest texel of ``texture`` (T,T) at canonical mesh-frame (x, y) cm (…,2); NumPy or JAX."""
+def texture_lookup(texture, x, y):
+    """Nearest texel of ``texture`` (T,T) at canonical mesh-frame cm coordinates x, y (same shape); NumPy."""
     lo, hi = TEX_RANGE
-    ij = ((xy - lo) / (hi - lo) * TEX_SIZE).astype("int32").clip(0, TEX_SIZE - 1)
-    return texture[ij[..., 1], ij[..., 0]]
+    i, j = (np.clip(((c - lo) / (hi - lo) * TEX_SIZE).astype(np.int32), 0, TEX_SIZE - 1) for c in (y, x))
+    return texture[i, j]
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,29 +19,31 @@ import numpy as np
 SUBPIXEL_BITS = 4  # cv2 fixed point: coordinates in 1/16 pixel
 
 
-def triangle_ids(screen, sort_key, keep, height: int, width: int) -> np.ndarray:
-    """Triangle id per pixel of one image.
+def fixed_point(screen) -> np.ndarray:
+    """(…, 3, 2) vertex positions in pixels → int32 cv2 fixed point (1/16 pixel), clipped to cv2's range.
 
-    screen: (F, 3, 2) vertex positions in pixels (x right, y down, origin at the image's top-left
-    corner; pixel (i, j) covers [j, j+1) × [i, i+1)). sort_key: (F,) larger = farther (drawn first).
-    keep: (F,) bool, triangles to draw (front-facing, in front of the camera).
-    Returns (height, width) int32, −1 where no triangle covers the pixel centre.
+    Pixels: x right, y down, origin at the image's top-left corner; pixel (i, j) covers
+    [j, j+1) × [i, i+1), so a pixel's centre is at (j + ½, i + ½).
     """
-    screen = np.asarray(screen, np.float64)
-    ids = np.full((height, width), -1, np.int32)
-    order = np.flatnonzero(keep)
-    order = order[np.argsort(-np.asarray(sort_key)[order], kind="stable")]
-    # fixed point with the pixel-centre convention of cv2 (integer coordinate = pixel centre)
-    pts = np.round((screen[order] - 0.5) * (1 << SUBPIXEL_BITS))
+    # the pixel-centre convention of cv2: integer coordinate = pixel centre
+    pts = np.round((np.asarray(screen, np.float64) - 0.5) * (1 << SUBPIXEL_BITS))
     lim = 1 << 20  # keep far off-screen vertices inside cv2's coordinate range
-    pts = np.clip(pts, -lim, lim).astype(np.int32)
+    return np.clip(pts, -lim, lim).astype(np.int32)
+
+
+def draw_order(sort_key, keep) -> np.ndarray:
+    """Indices of the triangles to draw (keep (F,) bool), far first (sort_key (F,): larger = farther)."""
+    order = np.flatnonzero(keep)
+    return order[np.argsort(-np.asarray(sort_key)[order], kind="stable")]
+
+
+def fill_ids(ids, pts, order) -> np.ndarray:
+    """Fill triangles ``order`` (painter's order) with their ids into ``ids`` (H,W) int32, in place.
+
+    pts: (F, 3, 2) int32 fixed point from ``fixed_point``. One cv2.fillConvexPoly per triangle: its
+    cost (about a microsecond, mostly the call) is the floor of this renderer.
+    """
     fill = cv2.fillConvexPoly
-    for f, p in zip(order.tolist(), pts):
+    for f, p in zip(order.tolist(), pts[order]):
         fill(ids, p, f, cv2.LINE_8, SUBPIXEL_BITS)
     return ids
-
-
-def triangle_ids_batch(screen, sort_key, keep, height: int, width: int) -> np.ndarray:
-    """(B, F, 3, 2), (B, F), (B, F) → (B, H, W) int32 triangle ids (see ``triangle_ids``)."""
-    screen, sort_key, keep = np.asarray(screen), np.asarray(sort_key), np.asarray(keep)
-    return np.stack([triangle_ids(s, k, m, height, width) for s, k, m in zip(screen, sort_key, keep)])
