@@ -296,10 +296,11 @@ def load_pyfacer_wflw(weights: str | Path, device: str | torch.device | None = N
 
     Two layouts load: pyfacer's release file ``face_alignment.farl.wflw.main_ema_jit.pt`` — a traced
     heatmap head with the FaRL ViT-B/16 backbone's state_dict stored as the extra file "backbone";
-    rebuilding that backbone needs pyfacer's code (``pip install pyfacer``) — or a TorchScript of the
-    whole network (e.g. ``torch.jit.trace`` of pyfacer's ``FaRLFaceAlignment.net``). Either maps
-    (B, 3, 448, 448) crops in [0, 1] (the backbone normalizes) to sigmoid heatmaps (B, 98, h, w),
-    decoded by pyfacer's heatmap-weighted mean; crops use face scale 0.8.
+    rebuilding that backbone needs pyfacer's network code (``pip install --no-deps pyfacer==0.0.5``,
+    imported without ``facer/__init__``, see ``bridges.upstream``) — or a TorchScript of the whole
+    network (e.g. ``torch.jit.trace`` of pyfacer's ``FaRLFaceAlignment.net``), which needs no pyfacer.
+    Either maps (B, 3, 448, 448) crops in [0, 1] (the backbone normalizes) to sigmoid heatmaps
+    (B, 98, h, w), decoded by pyfacer's heatmap-weighted mean; crops use face scale 0.8.
     """
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -311,22 +312,32 @@ def load_pyfacer_wflw(weights: str | Path, device: str | torch.device | None = N
     except RuntimeError as e:
         raise ValueError(f"{path} is not a TorchScript file: {e}") from e
     if extra["backbone"]:
-        module = _assemble_pyfacer_network(module, extra["backbone"])
+        module = assemble_pyfacer_network(module, extra["backbone"], path)
     return TorchLandmarkDetector(module, crop_size=448, face_scale=0.8, output="heatmap",
                                  heatmap_decode="mean", device=device, batch_size=batch_size)
 
 
-def _assemble_pyfacer_network(head: torch.nn.Module, backbone_state: bytes) -> torch.nn.Module:
+def assemble_pyfacer_network(head: torch.nn.Module, backbone_state: bytes, path: str | Path = "the file"
+                             ) -> torch.nn.Module:
+    """pyfacer's network from its release layout: FaRL backbone (pyfacer's code, the stored
+    weights) → traced heatmap head → sigmoid, as pyfacer's ``load_face_alignment_model`` builds it."""
+    from bridges import upstream
+
     try:
-        from facer.face_alignment.network import FaceAlignmentTransformer, FaRLVisualFeatures
-    except ImportError as e:
+        network = upstream.pyfacer("face_alignment.network")
+    except ModuleNotFoundError as e:
         raise ImportError(
-            "this pyfacer weights file stores only the heatmap head plus the FaRL backbone's weights; "
-            "rebuilding the backbone needs pyfacer's code: pip install pyfacer (or give a TorchScript "
-            "of the whole network)") from e
-    backbone = FaRLVisualFeatures("base", None, forced_input_resolution=448, output_indices=None)
-    backbone.load_state_dict(torch.load(io.BytesIO(backbone_state), map_location="cpu"))
-    return FaceAlignmentTransformer(backbone, head, heatmap_act="sigmoid")
+            f"{path} stores only the heatmap head plus the FaRL backbone's weights; rebuilding the backbone "
+            f"needs pyfacer's network code: {upstream.PYFACER_INSTALL} (or give a TorchScript of the whole "
+            f"network). Import failed with: {e}") from e
+    backbone = network.FaRLVisualFeatures("base", None, forced_input_resolution=448, output_indices=None)
+    state = torch.load(io.BytesIO(backbone_state), map_location="cpu")
+    try:
+        backbone.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"the backbone weights in {path} do not fit pyfacer's FaRL ViT-B/16 "
+                         f"(FaRLVisualFeatures('base', forced_input_resolution=448)): {e}") from e
+    return network.FaceAlignmentTransformer(backbone, head, heatmap_act="sigmoid")
 
 
 def from_config(config, device=None) -> TorchLandmarkDetector:

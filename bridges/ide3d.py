@@ -1,9 +1,19 @@
 """IDE-3D, the paper's 3D-aware face GAN, as a generator source: render (seed, camera) into JAX.
 
-The IDE-3D checkpoint (``ide3d-ffhq-64-512.pkl``) pickles its network *code references*: unpickling
-imports IDE-3D's own modules (``training.*``, ``torch_utils.*``, ``dnnlib``), so the user's IDE-3D
-checkout must be importable. ``IDE3DGenerator`` puts it on ``sys.path`` and loads the pickle with
-the checkout's ``legacy.load_network_pkl``, as IDE-3D's own scripts do.
+The IDE-3D checkpoint (``ide3d-ffhq-64-512.pkl``) holds the generator's source code itself
+(``torch_utils.persistence``); that code imports IDE-3D's own modules (``training.*``,
+``torch_utils.*``, ``dnnlib``), so the user's IDE-3D checkout must be importable. ``IDE3DGenerator``
+puts it on ``sys.path`` and loads the pickle with the checkout's ``legacy.load_network_pkl``, as
+IDE-3D's own scripts do. Loading needs the ``[ide3d]`` extra (``pip install -e '.[ide3d]'``: click
+for ``legacy.py``, requests for ``dnnlib/util.py``, scipy for ``dnnlib/camera.py``) and, under
+NumPy 2, the aliases of ``install_numpy2_aliases`` for the NumPy 1 modules IDE-3D imports. A missing
+module is reported as missing from the checkout, removed from NumPy, or a package to install.
+
+Intrinsics: IDE-3D's scripts render with pi-GAN-style rays built from a field of view (18°), not
+from the K in the camera label. ``render_intrinsics`` reads the generator's own settings at load
+time and derives the K its images obey (``focal_from_fov``); ``render`` refuses cameras with
+another K, and ``check_label_intrinsics`` (``--check-intrinsics``) shows whether a checkpoint's
+renderer uses the label's K at all: one latent under two K's, identical images mean it does not.
 
 Per seed and camera (FaceLift §4): z = ``np.random.RandomState(seed).randn(1, G.z_dim)`` (the
 StyleGAN/EG3D scripts' convention), ``ws = G.mapping(z, c_frontal, truncation_psi)`` with IDE-3D's
@@ -20,8 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import math
 import numbers
 import sys
+import types
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -113,8 +127,73 @@ def add_checkout_to_path(ide3d_repo: str | Path) -> Path:
     return repo
 
 
+# NumPy 2 made these modules private; IDE-3D's code (dnnlib/camera.py, the pickled generator's
+# modules) still imports them by their NumPy 1 names. Old name → where NumPy 2 keeps the same code.
+NUMPY2_ALIASES = {
+    "numpy.lib.function_base": "numpy.lib._function_base_impl",
+    "numpy.lib.arraysetops": "numpy.lib._arraysetops_impl",
+}
+# Import names whose pip package is named otherwise (for the missing-package message).
+_PIP_NAMES = {"cv2": "opencv-python-headless", "PIL": "pillow", "distutils": "setuptools", "mcubes": "PyMCubes",
+              "skimage": "scikit-image", "yaml": "pyyaml"}
+IDE3D_EXTRA = "pip install -e '.[ide3d]'"
+
+
+def install_numpy2_aliases() -> list[str]:
+    """Make ``NUMPY2_ALIASES``' old module names importable under NumPy 2; returns the names added.
+
+    Each alias is a module holding the public names of its NumPy 2 home (other names are looked
+    up there too), registered in ``sys.modules`` and as an attribute of ``numpy.lib``. Under
+    NumPy 1 the real modules exist and nothing is added. The aliases stay for the process: the
+    pickled IDE-3D code may import them again when it runs.
+    """
+    import numpy.lib
+
+    added = []
+    for old, new in NUMPY2_ALIASES.items():
+        if old in sys.modules:
+            continue
+        try:
+            if importlib.util.find_spec(old) is not None:
+                continue  # NumPy 1: the real module
+        except ImportError:
+            pass
+        impl = importlib.import_module(new)
+        alias = types.ModuleType(old, f"{old} as NumPy 1 had it: an alias of {new}, added by bridges.ide3d")
+        for name in getattr(impl, "__all__", [n for n in dir(impl) if not n.startswith("_")]):
+            setattr(alias, name, getattr(impl, name))
+        alias.__getattr__ = lambda name, _impl=impl: getattr(_impl, name)  # PEP 562: the rest from the impl
+        sys.modules[old] = alias
+        setattr(numpy.lib, old.rsplit(".", 1)[1], alias)
+        added.append(old)
+    return added
+
+
+def missing_module_error(err: ModuleNotFoundError, repo: Path, while_: str) -> ModuleNotFoundError:
+    """A ModuleNotFoundError naming its real cause: a module the IDE-3D checkout lacks, a NumPy 1
+    module NumPy 2 removed, or a third-party package to install."""
+    name = err.name or str(err)
+    top = name.split(".")[0]
+    if (repo / top).is_dir() or (repo / f"{top}.py").is_file():
+        msg = (f"{while_} needs module {name!r}, which the IDE-3D checkout {repo} does not provide; is it a "
+               "complete clone of MrTornado24/IDE-3D (with its submodules)?")
+    elif top == "numpy":
+        msg = (f"{while_} imports {name!r}, which NumPy {np.__version__} no longer has (NumPy 2 made it private). "
+               f"bridges.ide3d aliases {', '.join(NUMPY2_ALIASES)}; add this one to bridges.ide3d.NUMPY2_ALIASES "
+               "(old name → its numpy.lib._*_impl module) or use numpy<2")
+    else:
+        package = _PIP_NAMES.get(top, top)
+        msg = (f"{while_} needs the third-party package {package!r} (module {name!r}), which is not installed: "
+               f"{IDE3D_EXTRA} (click for IDE-3D's legacy.py, requests for its dnnlib/util.py, scipy), "
+               f"or pip install {package}")
+    return ModuleNotFoundError(msg, name=err.name)
+
+
 def _import_legacy(repo: Path):
-    legacy = importlib.import_module("legacy")
+    try:
+        legacy = importlib.import_module("legacy")
+    except ModuleNotFoundError as e:
+        raise missing_module_error(e, repo, f"importing IDE-3D's legacy.py from {repo}") from e
     origin = Path(getattr(legacy, "__file__", "") or "").resolve()
     if origin != repo / "legacy.py":
         raise ImportError(
@@ -124,19 +203,22 @@ def _import_legacy(repo: Path):
 
 
 def load_generator(checkpoint: str | Path, ide3d_repo: str | Path) -> torch.nn.Module:
-    """The ``G_ema`` network of an IDE-3D pickle, loaded through the checkout's ``legacy.py``."""
+    """The ``G_ema`` network of an IDE-3D pickle, loaded through the checkout's ``legacy.py``.
+
+    NumPy 2 compatibility aliases (``install_numpy2_aliases``) are installed first; a missing module
+    is reported as missing from the checkout, removed from NumPy, or a package to install.
+    """
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"IDE-3D checkpoint {path} does not exist (expected ide3d-ffhq-64-512.pkl)")
     repo = add_checkout_to_path(ide3d_repo)
+    install_numpy2_aliases()
     legacy = _import_legacy(repo)
     with open(path, "rb") as f:
         try:
             data = legacy.load_network_pkl(f)
         except ModuleNotFoundError as e:
-            raise ModuleNotFoundError(
-                f"unpickling {path} needs module {e.name!r}, which the IDE-3D checkout {repo} does not "
-                "provide; is it a complete IDE-3D clone?") from e
+            raise missing_module_error(e, repo, f"unpickling {path}") from e
     if not isinstance(data, dict) or "G_ema" not in data:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise KeyError(f"{path} holds no 'G_ema' network (found {keys})")
@@ -145,6 +227,137 @@ def load_generator(checkpoint: str | Path, ide3d_repo: str | Path) -> torch.nn.M
         if not hasattr(G, attr):
             raise TypeError(f"G_ema in {path} has no {attr!r}; it is not an IDE-3D/EG3D generator")
     return G
+
+
+# --------------------------------------------------------------------------- intrinsics
+
+
+FOV_KEYS = ("fov", "fov_deg", "field_of_view")
+RAY_GRID_KEYS = ("neural_rendering_resolution", "nerf_resolution", "ray_resolution")
+
+
+def focal_from_fov(fov_deg: float, ray_grid: int | None = None) -> float:
+    """Normalized focal (fx = fy, image width = 1) of pi-GAN-style rays built from a field of view.
+
+    IDE-3D's ``training/volumetric_rendering.py`` (``get_initial_rays_trig``) gives ray j of an
+    R-wide grid the camera-space direction (x_j, ·, −1/tan(fov/2)) with x_j = −1 + 2j/(R − 1): the
+    outer rays go through the centres of the outer pixels. Pixel j's centre is at normalized
+    u = (j + ½)/R, so u = ½ + x·(R − 1)/(2R), and x = tan(fov/2)·X/Z gives
+    f = (R − 1) / (2R·tan(fov/2)), principal point ½. Without R (±1 at the image edges):
+    f = 1 / (2·tan(fov/2)). fov 18°, R = 64: 3.1076 (EG3D's label K: 4.2647).
+    """
+    if not 0 < fov_deg < 180:
+        raise ValueError(f"field of view must lie in (0°, 180°), got {fov_deg}")
+    scale = 1.0 if ray_grid is None else (ray_grid - 1) / ray_grid
+    return scale / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderIntrinsics:
+    """The normalized pinhole K the generator's images obey: fx = fy = ``focal``, cx = cy = ½.
+
+    focal None: the renderer follows the K in the camera label (EG3D style), so the cameras' own K
+    holds. source: where the numbers came from. fov_deg / ray_grid: the renderer's own field of
+    view (degrees) and ray-grid width when it builds its rays from them.
+    """
+
+    focal: float | None
+    source: str
+    fov_deg: float | None = None
+    ray_grid: int | None = None
+
+    def K(self) -> np.ndarray:
+        """(3, 3) normalized intrinsics; raises when the label's K is used (no K of its own)."""
+        if self.focal is None:
+            raise ValueError(f"this generator has no intrinsics of its own ({self.source})")
+        return np.array([[self.focal, 0.0, 0.5], [0.0, self.focal, 0.5], [0.0, 0.0, 1.0]])
+
+
+def _settings_sources(G) -> list[tuple[str, Any]]:
+    """(name, object or dict) places where a generator keeps its rendering settings."""
+    owners = [("G", G), ("G.synthesis", getattr(G, "synthesis", None)),
+              ("G.synthesis.renderer", getattr(getattr(G, "synthesis", None), "renderer", None)),
+              ("G.renderer", getattr(G, "renderer", None))]
+    places: list[tuple[str, Any]] = []
+    for name, owner in owners:
+        if owner is None:
+            continue
+        places.append((name, owner))
+        for attr in ("init_kwargs", "rendering_kwargs", "render_kwargs"):
+            try:
+                value = getattr(owner, attr, None)
+            except Exception:  # noqa: BLE001  a property of foreign code may raise anything
+                value = None
+            if isinstance(value, dict):
+                places.append((f"{name}.{attr}", value))
+    return places
+
+
+def _find_setting(places, keys) -> list[tuple[str, Any]]:
+    """Every (path, value) under ``keys`` in the places: object attributes, then dicts two levels deep."""
+    found = []
+
+    def walk(path, d, depth):
+        for k, v in d.items():
+            if k in keys and isinstance(v, numbers.Real) and not isinstance(v, bool):
+                found.append((f"{path}[{k!r}]", float(v)))
+            elif isinstance(v, dict) and depth < 2:
+                walk(f"{path}[{k!r}]", v, depth + 1)
+
+    for path, place in places:
+        if isinstance(place, dict):
+            walk(path, place, 0)
+        else:
+            for k in keys:
+                v = vars(place).get(k) if hasattr(place, "__dict__") else None
+                if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    found.append((f"{path}.{k}", float(v)))
+    return found
+
+
+def render_intrinsics(G, fov: float | str | None = None, ray_grid: int | None = None,
+                      synthesis_kwargs: dict | None = None) -> RenderIntrinsics:
+    """The K that G's images obey, read from G's own rendering settings.
+
+    fov: None reads the field of view from ``synthesis_kwargs`` (what every synthesis call gets,
+    e.g. IDE-3D's ``render_params={"fov": 18, ...}``), else from G (``init_kwargs`` of G /
+    G.synthesis / its renderer, their ``rendering_kwargs``); a number states it (refused if that
+    source says otherwise); "label" trusts the camera label's K. ray_grid: the ray grid's width
+    (default: G's ``neural_rendering_resolution``). Different values in one source are refused.
+    """
+    if fov == "label":
+        return RenderIntrinsics(None, "fov='label': the renderer follows the camera label's K")
+    places = _settings_sources(G)
+    # Call-time settings override the ones G stores, so they are looked at alone when present.
+    fovs = _find_setting([("synthesis_kwargs", synthesis_kwargs or {})], FOV_KEYS) or _find_setting(places, FOV_KEYS)
+    if len({v for _, v in fovs}) > 1:
+        raise ValueError("the generator's settings disagree on its field of view: "
+                         + ", ".join(f"{p} = {v:g}" for p, v in fovs) + "; pass fov=... to choose")
+    if fov is not None:
+        if fovs and abs(fovs[0][1] - float(fov)) > 1e-6:
+            raise ValueError(f"fov={fov} disagrees with the generator's own {fovs[0][0]} = {fovs[0][1]:g}")
+        fov_deg, source = float(fov), "fov argument"
+    elif fovs:
+        fov_deg, source = fovs[0][1], fovs[0][0]
+    else:
+        return RenderIntrinsics(None, "no field of view in the generator's settings: the renderer is taken to "
+                                      "follow the camera label's K (check with python -m bridges.ide3d --check-intrinsics)")
+    if ray_grid is None:
+        grids = _find_setting(places, RAY_GRID_KEYS)
+        if len({v for _, v in grids}) > 1:
+            raise ValueError("the generator's settings disagree on the ray grid: "
+                             + ", ".join(f"{p} = {v:g}" for p, v in grids) + "; pass ray_grid=... to choose")
+        if grids:
+            ray_grid, grid_source = int(grids[0][1]), grids[0][0]
+        else:
+            grid_source = "not found; rays taken to span the image edges"
+            warnings.warn(f"IDE-3D: fov {fov_deg:g}° found ({source}) but no ray-grid width "
+                          f"({'/'.join(RAY_GRID_KEYS)}); the focal assumes rays spanning the image edges. "
+                          "Pass ray_grid=64 for ide3d-ffhq-64-512.pkl", stacklevel=3)
+    else:
+        grid_source = "ray_grid argument"
+    return RenderIntrinsics(focal_from_fov(fov_deg, ray_grid), f"fov from {source}, ray grid {grid_source}",
+                            fov_deg, ray_grid)
 
 
 def latent_z(seeds: Sequence[int], z_dim: int) -> np.ndarray:
@@ -362,16 +575,28 @@ class IDE3DGenerator:
     ``rendering_kwargs`` ray_start / ray_end of G (or G.synthesis) when present, else FFHQ's
     (2.25, 3.3); field_layout: "auto", "ide3d", "eg3d" or a ``FieldLayout`` (where the renderer
     evaluates density and semantics). batch_size: renders per synthesis call.
+
+    Intrinsics: ``self.intrinsics`` (``render_intrinsics``) is the K the generator's images obey,
+    read from its own rendering settings at load time (fov, ray_grid override them; fov="label"
+    trusts the camera label's K). ``render`` refuses cameras whose K disagrees, with the numbers:
+    projecting landmarks with another K than the images obey scales every point about the centre.
+    Build the cameras with ``focal=generator.intrinsics.focal``. synthesis_kwargs: extra keyword
+    arguments of ``G.synthesis`` (e.g. IDE-3D's ``render_params={"fov": 18, "num_steps": 96}``).
     """
 
     def __init__(self, checkpoint: str | Path, ide3d_repo: str | Path, truncation_psi: float = 0.7,
                  device: str | torch.device | None = None, fix_background: bool = True,
                  background_density: float = 1.0, frustum: tuple[float, float] | None = None,
-                 field_layout: FieldLayout | str = "auto", batch_size: int = 8):
+                 field_layout: FieldLayout | str = "auto", batch_size: int = 8,
+                 fov: float | str | None = None, ray_grid: int | None = None,
+                 synthesis_kwargs: dict | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
         self.G = load_generator(checkpoint, ide3d_repo).eval().requires_grad_(False).to(self.device)
+        self.repo = Path(ide3d_repo).expanduser().resolve()
+        self.synthesis_kwargs = dict(synthesis_kwargs or {})
+        self.intrinsics = render_intrinsics(self.G, fov, ray_grid, self.synthesis_kwargs)
         self.truncation_psi = float(truncation_psi)
         self.fix_background = bool(fix_background)
         self.background_density = float(background_density)
@@ -390,14 +615,15 @@ class IDE3DGenerator:
     @classmethod
     def from_config(cls, config, device=None) -> "IDE3DGenerator":
         """From the ``config.ide3d`` section: checkpoint, repo, truncation_psi, fix_background (and,
-        when present, background_density, field_layout, batch_size)."""
+        when present, background_density, field_layout, batch_size, fov, ray_grid)."""
         if not config.get("checkpoint") or not config.get("repo"):
             raise ValueError("config.ide3d needs checkpoint (ide3d-ffhq-64-512.pkl) and repo (the IDE-3D "
                              f"checkout); got checkpoint={config.get('checkpoint')!r}, repo={config.get('repo')!r}")
         return cls(config.checkpoint, config.repo, truncation_psi=config.get("truncation_psi", 0.7),
                    device=device, fix_background=config.get("fix_background", True),
                    background_density=config.get("background_density", 1.0),
-                   field_layout=config.get("field_layout", "auto"), batch_size=config.get("batch_size", 8))
+                   field_layout=config.get("field_layout", "auto"), batch_size=config.get("batch_size", 8),
+                   fov=config.get("fov", None), ray_grid=config.get("ray_grid", None))
 
     def _frustum(self, frustum) -> tuple[float, float]:
         if frustum is None:
@@ -415,6 +641,12 @@ class IDE3DGenerator:
 
     @torch.no_grad()
     def _render_chunk(self, seeds: np.ndarray, labels: np.ndarray, centers: np.ndarray, size: int):
+        try:
+            return self._render_chunk_unguarded(seeds, labels, centers, size)
+        except ModuleNotFoundError as e:  # IDE-3D's code may import lazily, e.g. its CUDA ops
+            raise missing_module_error(e, self.repo, "running IDE-3D's generator") from e
+
+    def _render_chunk_unguarded(self, seeds, labels, centers, size):
         G, n = self.G, len(seeds)
         z = torch.from_numpy(latent_z(seeds, self.z_dim)).to(self.device)
         c_cond = torch.from_numpy(np.tile(FRONTAL_CONDITIONING, (n, 1))).to(self.device)
@@ -425,19 +657,40 @@ class IDE3DGenerator:
             origins = torch.from_numpy(centers).to(self.device)
             with BackgroundFixHook(self.renderer, self.layout, origins, *self.frustum,
                                    density=self.background_density) as hook:
-                out = G.synthesis(ws, c=c, noise_mode="const", return_seg=True)
+                out = G.synthesis(ws, c=c, noise_mode="const", return_seg=True, **self.synthesis_kwargs)
             if hook.calls == 0:
                 raise RuntimeError(
                     f"fix_background: G.synthesis never called {type(self.renderer).__name__}."
                     f"{self.layout.method}, so the fix could not act; give the renderer's field method as a "
                     "FieldLayout (field_layout=...) or pass fix_background=False")
         else:
-            out = G.synthesis(ws, c=c, noise_mode="const", return_seg=True)
+            out = G.synthesis(ws, c=c, noise_mode="const", return_seg=True, **self.synthesis_kwargs)
         image, seg = _split_synthesis_output(out)
         return images_to_uint8(image, size), semantic_to_labels(seg, size)
 
+    def check_cameras(self, cameras: camera_lib.Camera) -> None:
+        """Refuse cameras whose K is not the one the generator's images obey (``self.intrinsics``)."""
+        f = self.intrinsics.focal
+        if f is None:
+            return
+        K = np.asarray(cameras.K, np.float64).reshape(-1, 3, 3)
+        want = self.intrinsics.K()
+        bad = np.abs(K - want).max((1, 2)) > 1e-3 * f
+        if bad.any():
+            k = K[np.argmax(bad)]
+            raise ValueError(
+                f"camera intrinsics fx={k[0, 0]:.4f}, fy={k[1, 1]:.4f}, cx={k[0, 2]:.4f}, cy={k[1, 2]:.4f} disagree "
+                f"with the K this IDE-3D generator renders with: fx = fy = {f:.4f}, cx = cy = 0.5 "
+                f"({self.intrinsics.source}; fov {self.intrinsics.fov_deg:g}°). Landmarks projected with the "
+                f"cameras' K would be scaled by {k[0, 0] / f:.3f} about the image centre. Build the cameras with "
+                f"focal={f:.4f} (camera.camera_from_angles(..., focal=generator.intrinsics.focal)); if the "
+                "renderer does follow the label's K (python -m bridges.ide3d --check-intrinsics), pass fov='label'")
+
     def render(self, latents, cameras: camera_lib.Camera, image_size: int = 224) -> IDE3DRenderOutput:
-        """Render seeds ``latents`` (B,) with ``cameras`` (batch (B,)) at ``image_size``² pixels."""
+        """Render seeds ``latents`` (B,) with ``cameras`` (batch (B,)) at ``image_size``² pixels.
+
+        The cameras' K must be ``self.intrinsics`` (``check_cameras``); their labels carry it."""
+        self.check_cameras(cameras)
         seeds = np.asarray(latents).reshape(-1)
         labels = np.array(camera_lib.ide3d_label(cameras), np.float32).reshape(-1, 25)
         centers = np.array(cameras.center, np.float32).reshape(-1, 3)
@@ -460,6 +713,29 @@ class IDE3DGenerator:
                                  cameras=cameras)
 
 
+def check_label_intrinsics(generator: IDE3DGenerator, seed: int = 0,
+                           focals: tuple[float, float] = (camera_lib.FOCAL, 0.75 * camera_lib.FOCAL),
+                           image_size: int = 128) -> dict:
+    """Does the renderer use the K in the camera label? Render one latent, frontal, under two label
+    K's (bypassing ``check_cameras``) and compare the images.
+
+    Identical images: the renderer ignores the label's K (it builds its rays from its own field of
+    view), so landmarks must be projected with ``generator.intrinsics``, never with the label's K.
+    Different images: the label's K is used (EG3D style). Returns focals, the largest absolute
+    uint8 difference, ``label_k_used`` and the generator's ``intrinsics``.
+    """
+    images = []
+    for f in focals:
+        cam = camera_lib.camera_from_angles(np.zeros(1, np.float32), np.zeros(1, np.float32), focal=float(f))
+        labels = np.array(camera_lib.ide3d_label(cam), np.float32).reshape(-1, 25)
+        centers = np.array(cam.center, np.float32).reshape(-1, 3)
+        image, _ = generator._render_chunk(np.array([seed]), labels, centers, int(image_size))
+        images.append(image.to(torch.int16))
+    difference = int((images[0] - images[1]).abs().max())
+    return dict(focals=tuple(float(f) for f in focals), max_abs_difference=difference,
+                label_k_used=difference > 0, intrinsics=generator.intrinsics)
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -480,8 +756,9 @@ def write_preview(generator: IDE3DGenerator, seeds: Sequence[int], azimuths: Seq
     azimuths = [float(a) for a in azimuths]
     settings = [True, False] if compare_fix else [generator.fix_background]
     grid_seeds = np.repeat(np.array(seeds), len(azimuths))
+    focal = generator.intrinsics.focal or camera_lib.FOCAL  # the K its images obey (check_cameras)
     cams = camera_lib.camera_from_angles(np.tile(np.array(azimuths, np.float32), len(seeds)),
-                                         np.full(len(grid_seeds), elevation, np.float32))
+                                         np.full(len(grid_seeds), elevation, np.float32), focal=focal)
     rows = []
     saved = generator.fix_background
     try:
@@ -529,8 +806,29 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--truncation-psi", type=float, default=0.7)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--fov", default=None, help="the renderer's field of view in degrees, or 'label' "
+                                                    "(default: read from the generator)")
+    parser.add_argument("--ray-grid", type=int, default=None, help="the renderer's ray-grid width (default: from G)")
+    parser.add_argument("--check-intrinsics", action="store_true",
+                        help="render one latent under two label K's and say whether the renderer uses the label's K")
     args = parser.parse_args(argv)
-    generator = IDE3DGenerator(args.checkpoint, args.repo, truncation_psi=args.truncation_psi, device=args.device)
+    fov = None if args.fov is None else (args.fov if args.fov == "label" else float(args.fov))
+    generator = IDE3DGenerator(args.checkpoint, args.repo, truncation_psi=args.truncation_psi, device=args.device,
+                               fov=fov, ray_grid=args.ray_grid)
+    out_dir = Path(args.out)
+    if args.check_intrinsics:
+        report = check_label_intrinsics(generator, seed=int(_parse_floats(args.seeds)[0]))
+        verdict = ("the renderer USES the label's K (images differ)" if report["label_k_used"] else
+                   "the renderer IGNORES the label's K (identical images): project with the generator's own K")
+        text = (f"label focals {report['focals'][0]:.4f} vs {report['focals'][1]:.4f}: max |difference| "
+                f"{report['max_abs_difference']} → {verdict}; generator intrinsics: {report['intrinsics']}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "intrinsics_check.txt").write_text(text + "\n")
+        print(text)
+        return out_dir / "intrinsics_check.txt"
+    if generator.intrinsics.focal is not None:
+        print(f"rendering with the generator's own K: focal {generator.intrinsics.focal:.4f} "
+              f"({generator.intrinsics.source})")
     path = write_preview(generator, [int(s) for s in _parse_floats(args.seeds)], _parse_floats(args.azimuths),
                          Path(args.out) / "ide3d_views.png", elevation=args.elevation, image_size=args.image_size)
     print(f"wrote {path}")

@@ -1,11 +1,22 @@
-"""bridges.ide3d without the real checkpoint: a stand-in generator in a fake IDE-3D checkout.
+"""bridges.ide3d without the real checkpoint: persistence-pickled stand-ins in a fake IDE-3D checkout.
 
-The stand-in's class lives only in the fake checkout, so unpickling it exercises the real loading
-path (checkout on sys.path, its legacy.load_network_pkl). Its synthesis records the camera label it
-receives and draws images that depend on it; the label is checked against EG3D's LookAtPoseSampler
-formulas (REFERENCE.md) plus the OpenGL axis flip, written out here independently of camera.py.
+IDE-3D's checkpoint carries the generator's source code (``torch_utils.persistence``); the public
+repository has no licence, so nothing of it is copied here. The fake checkout is written for these
+tests: its ``torch_utils/persistence.py`` pickles a class together with its module's source and
+rebuilds it from that source on load; its ``legacy.py`` imports click and its ``dnnlib/util.py``
+requests (as IDE-3D's do); its ``dnnlib/camera.py`` and the pickled generator module import
+``numpy.lib.function_base`` / ``numpy.lib.arraysetops`` (as IDE-3D's code does, gone in NumPy 2).
+The generator module is deleted after pickling, so its code comes from the pickle alone.
+
+The stand-in's synthesis records the camera label it receives and draws images that depend on it;
+the label is checked against EG3D's LookAtPoseSampler formulas (REFERENCE.md) plus the OpenGL axis
+flip, written out here independently of camera.py. Its "fov" variant builds pi-GAN-style rays from
+its own 18° field of view and ignores the label's K, and draws a blob where a fixed world point
+lies: the blob must land where camera.project puts that point with the K the bridge derives.
 """
 
+import contextlib
+import importlib
 import math
 import pickle
 import sys
@@ -27,9 +38,68 @@ RAY_START, RAY_END = 2.25, 3.3            # IDE-3D's FFHQ range, the default whe
 EG3D_RAY_START, EG3D_RAY_END = 2.4, 3.4   # the EG3D-style stand-in declares its own range
 Z_DIM, W_DIM, NUM_WS, RES = 8, 8, 3, 64
 SIGMA = 5.0  # the stand-in fields' raw density everywhere
+FOV, RAY_GRID = 18.0, 64                  # the "fov" stand-in's own rendering settings (IDE-3D's scripts: 18°)
+POINT = (0.14, -0.1, 0.1)                 # the world point the "fov" and "label" stand-ins draw as a blob
+
+PERSISTENCE_SOURCE = textwrap.dedent('''
+    """Pickle a class with its module's source; rebuild it from that source (written for the tests)."""
+    import copy
+    import inspect
+    import sys
+    import types
+    import uuid
+
+    import dnnlib
+
+    _source_of = {}     # module name -> source, for modules built from a pickle
+    _module_of = {}     # source -> module
+
+    def persistent_class(cls):
+        source = _source_of.get(cls.__module__) or inspect.getsource(sys.modules[cls.__module__])
+
+        class Persistent(cls):
+            _module_source = source
+            _class_name = cls.__name__
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._init_kwargs = copy.deepcopy(kwargs)
+
+            @property
+            def init_kwargs(self):
+                return dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))
+
+            def __reduce__(self):
+                return _rebuild, (type(self)._module_source, type(self)._class_name), dict(self.__dict__)
+
+        Persistent.__name__ = Persistent.__qualname__ = cls.__name__
+        return Persistent
+
+    def _module(source):
+        if source not in _module_of:
+            module = types.ModuleType("_pickled_module_" + uuid.uuid4().hex)
+            sys.modules[module.__name__] = module
+            _source_of[module.__name__] = source
+            exec(compile(source, module.__name__, "exec"), module.__dict__)
+            _module_of[source] = module
+        return _module_of[source]
+
+    def _rebuild(source, class_name):
+        cls = getattr(_module(source), class_name)
+        return cls.__new__(cls)
+''')
 
 STANDIN_SOURCE = textwrap.dedent('''
+    import math
+
+    import numpy as np
     import torch
+    from numpy.lib.arraysetops import isin          # NumPy 1 names, as IDE-3D's code imports them
+    from dnnlib import camera as _camera            # imports numpy.lib.function_base
+    from torch_utils import persistence
+    # EXTRA IMPORTS
+
+    _NUMPY_ALIASES_WORK = bool(isin(2, [1, 2])) and abs(_camera.QUARTER_TURN - math.pi / 2) < 1e-12
 
     def _semantic_logits(points):
         background = points[..., 0] > 0                          # world x > 0 is background
@@ -38,12 +108,14 @@ STANDIN_SOURCE = textwrap.dedent('''
         logits[..., 1] = 10.0 * ~background
         return logits
 
+    @persistence.persistent_class
     class IDE3DStyleRenderer(torch.nn.Module):
         """sample_voxel(img_v, seg_v, points) → (B, M, 52): 32 texture, 19 semantic, raw sigma."""
         def sample_voxel(self, img_v, seg_v, points):
             B, M, _ = points.shape
             return torch.cat([torch.zeros(B, M, 32), _semantic_logits(points), torch.full((B, M, 1), SIGMA)], -1)
 
+    @persistence.persistent_class
     class EG3DStyleRenderer(torch.nn.Module):
         """run_model(planes, decoder, points, dirs, options) → {'sigma', 'semantic', 'rgb'}."""
         def run_model(self, planes, decoder, sample_coordinates, sample_directions, options):
@@ -51,10 +123,32 @@ STANDIN_SOURCE = textwrap.dedent('''
             return {"rgb": torch.zeros(B, M, 32), "sigma": torch.full((B, M, 1), SIGMA),
                     "semantic": _semantic_logits(sample_coordinates)}
 
+    def _camera_rays(c, rays, fov, grid):
+        """(B, grid, grid, 3) world ray directions: pi-GAN rays from the field of view (x, y =
+        linspace(±1) through the outer pixel centres, z = -1/tan(fov/2)), or rays through the
+        pixel centres with the label's K. OpenGL camera: x right, y up, looking down -z."""
+        B = c.shape[0]
+        if rays == "fov":
+            x = torch.linspace(-1, 1, grid).expand(B, grid, grid)
+            y = torch.linspace(1, -1, grid)[:, None].expand(B, grid, grid)
+            z = torch.full_like(x, -1.0 / math.tan(math.radians(fov) / 2))
+        else:
+            K = c[:, 16:25].reshape(B, 3, 3)
+            centres = (torch.arange(grid) + 0.5) / grid
+            x = (centres[None, None, :] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
+            y = -(centres[None, :, None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
+            x, y = x.expand(B, grid, grid), y.expand(B, grid, grid)
+            z = -torch.ones_like(x)
+        d = torch.stack([x, y, z], -1)
+        rotation = c[:, :16].reshape(B, 4, 4)[:, :3, :3]
+        return torch.nn.functional.normalize(torch.einsum("bij,bhwj->bhwi", rotation, d), dim=-1)
+
+    @persistence.persistent_class
     class StandInSynthesis(torch.nn.Module):
-        def __init__(self, renderer, calls, query_field=True):
+        def __init__(self, renderer, calls, query_field=True, rays="none", fov=None, grid=None):
             super().__init__()
             self.renderer, self.calls, self.query_field = renderer, calls, query_field
+            self.rays, self.fov, self.grid = rays, fov, grid
 
         def forward(self, ws, c, noise_mode="random", return_seg=False, **kwargs):
             B = ws.shape[0]
@@ -65,14 +159,22 @@ STANDIN_SOURCE = textwrap.dedent('''
             lateral = torch.tensor([-0.3, 0.0, 0.3])[:, None] * torch.tensor([1.0, 0.0, 0.0])
             dirs = torch.nn.functional.normalize(forward[:, None, :] * 2.7 + lateral[None], dim=-1)
             pts = (origin[:, None, None, :] + t[None, None, :, None] * dirs[:, :, None, :]).reshape(B, -1, 3)
-            record = {"c": c.clone(), "noise_mode": noise_mode, "return_seg": return_seg, "points": pts.clone()}
+            record = {"c": c.clone(), "noise_mode": noise_mode, "return_seg": return_seg, "points": pts.clone(),
+                      "kwargs": dict(kwargs)}
             if self.query_field and hasattr(self.renderer, "sample_voxel"):
                 record["sigma"] = self.renderer.sample_voxel(None, None, pts)[..., -1:].clone()
             elif self.query_field:
                 record["sigma"] = self.renderer.run_model(None, None, pts, dirs.repeat_interleave(13, 1), {})["sigma"].clone()
             self.calls[-1].update(record)
-            ramp = torch.linspace(-1, 1, RES).expand(B, RES, RES)   # varies along image x
-            image = torch.stack([ramp,
+            if self.rays == "none":
+                channel0 = torch.linspace(-1, 1, RES).expand(B, RES, RES)   # varies along image x
+            else:  # a blob about POINT: exp(-(distance from the ray to POINT)² / 2s²)
+                d = _camera_rays(c, self.rays, self.fov, RES)
+                v = torch.tensor(POINT)[None, None, None] - origin[:, None, None, :]
+                along = (v * d).sum(-1, keepdim=True)
+                dist2 = ((v - along * d) ** 2).sum(-1)
+                channel0 = 2.0 * torch.exp(-dist2 / (2 * 0.02 ** 2)) - 1.0
+            image = torch.stack([channel0,
                                  (origin[:, 0] / 2.7)[:, None, None].expand(B, RES, RES),
                                  torch.tanh(ws.mean((1, 2)))[:, None, None].expand(B, RES, RES)], 1)
             seg = torch.zeros(B, 19, RES, RES)
@@ -80,15 +182,21 @@ STANDIN_SOURCE = textwrap.dedent('''
             seg[:, 13, :, RES // 2 :] = 5.0                      # hair on the right half
             return image, seg
 
+    @persistence.persistent_class
     class StandInGenerator(torch.nn.Module):
         """layout "ide3d": G.synthesis.renderer.sample_voxel; "eg3d": G.renderer.run_model plus
-        rendering_kwargs; "silent": a renderer that synthesis never queries."""
-        def __init__(self, layout="ide3d"):
+        rendering_kwargs; "silent": a renderer that synthesis never queries. rays "fov": pi-GAN
+        rays from rendering_kwargs["fov"] (an init kwarg only, as persistence keeps it) on a
+        neural_rendering_resolution grid; "label": rays from the label's K; "none": no rays."""
+        def __init__(self, layout="ide3d", rays="none", rendering_kwargs=None, neural_rendering_resolution=None):
             super().__init__()
+            assert _NUMPY_ALIASES_WORK
             self.z_dim, self.c_dim, self.w_dim, self.num_ws = Z_DIM, 25, W_DIM, NUM_WS
             self.calls = []
             renderer = EG3DStyleRenderer() if layout == "eg3d" else IDE3DStyleRenderer()
-            self.synthesis = StandInSynthesis(renderer, self.calls, query_field=layout != "silent")
+            fov = (rendering_kwargs or {}).get("fov")
+            self.synthesis = StandInSynthesis(renderer, self.calls, query_field=layout != "silent", rays=rays,
+                                              fov=fov, grid=neural_rendering_resolution)
             if layout == "eg3d":
                 self.renderer = renderer
                 self.rendering_kwargs = {"ray_start": EG3D_RAY_START, "ray_end": EG3D_RAY_END}
@@ -100,46 +208,121 @@ STANDIN_SOURCE = textwrap.dedent('''
             return w[:, None, :].repeat(1, NUM_WS, 1)
 ''')
 STANDIN_CONSTANTS = (f"Z_DIM, W_DIM, NUM_WS, RES, SIGMA = {Z_DIM}, {W_DIM}, {NUM_WS}, {RES}, {SIGMA}\n"
-                     f"EG3D_RAY_START, EG3D_RAY_END = {EG3D_RAY_START}, {EG3D_RAY_END}\n")
+                     f"EG3D_RAY_START, EG3D_RAY_END = {EG3D_RAY_START}, {EG3D_RAY_END}\nPOINT = {POINT}\n")
 
-LEGACY_SOURCE = textwrap.dedent('''
-    import pickle
-    import dnnlib        # the real legacy.py imports these two; so does the fake
-    import torch_utils
+CHECKOUT_FILES = {
+    "legacy.py": '''
+        import pickle
 
-    def load_network_pkl(f, force_fp16=False):
-        return pickle.load(f)
-''')
+        import click         # IDE-3D's legacy.py imports these
+        import dnnlib
+        import torch_utils
+
+        def load_network_pkl(f, force_fp16=False):
+            return pickle.load(f)
+        ''',
+    "dnnlib/__init__.py": "from .util import EasyDict\n",
+    "dnnlib/util.py": '''
+        import requests      # as IDE-3D's dnnlib/util.py does
+
+        class EasyDict(dict):
+            def __getattr__(self, name):
+                try:
+                    return self[name]
+                except KeyError:
+                    raise AttributeError(name)
+        ''',
+    "dnnlib/camera.py": '''
+        from numpy.lib.function_base import angle    # as IDE-3D's dnnlib/camera.py does
+
+        QUARTER_TURN = float(angle(1j))
+        ''',
+    "torch_utils/__init__.py": "",
+    "torch_utils/persistence.py": PERSISTENCE_SOURCE,
+    "training/__init__.py": "",
+}
+VARIANTS = {  # pickles whose generator code needs something the environment lacks
+    "missing_checkout_module": "import training.removed_helper",
+    "missing_package": "import mcubes",
+    "removed_numpy_module": "from numpy.lib.shape_base import apply_along_axis",
+}
 
 
 def _forget_checkout_modules():
     for name in list(sys.modules):
-        if name.split(".")[0] in ("legacy", "dnnlib", "torch_utils", "standin_training"):
+        if name.split(".")[0] in ("legacy", "dnnlib", "torch_utils", "training") or name.startswith("_pickled_module_"):
             del sys.modules[name]
+
+
+def _remove_numpy_aliases():
+    import numpy.lib
+
+    for old in ide3d.NUMPY2_ALIASES:
+        if getattr(sys.modules.get(old), "__doc__", "") and "bridges.ide3d" in sys.modules[old].__doc__:
+            del sys.modules[old]
+            if isinstance(getattr(numpy.lib, old.rsplit(".", 1)[1], None), type(sys)):
+                delattr(numpy.lib, old.rsplit(".", 1)[1])
+
+
+@contextlib.contextmanager
+def _numpy1_names_while_building():
+    """Only while the stand-in pickles are built under NumPy 2 (their module imports NumPy 1 names):
+    NumPy 2's private modules under the old names, removed again (independent of bridges.ide3d)."""
+    added = []
+    for old, new in (("numpy.lib.function_base", "numpy.lib._function_base_impl"),
+                     ("numpy.lib.arraysetops", "numpy.lib._arraysetops_impl")):
+        try:
+            importlib.import_module(old)
+        except ImportError:
+            sys.modules[old] = importlib.import_module(new)
+            added.append(old)
+    try:
+        yield
+    finally:
+        for old in added:
+            sys.modules.pop(old, None)
+
+
+STANDINS = {  # name → StandInGenerator kwargs
+    "ide3d": dict(layout="ide3d"), "eg3d": dict(layout="eg3d"), "silent": dict(layout="silent"),
+    "fov": dict(layout="ide3d", rays="fov", rendering_kwargs={"fov": FOV}, neural_rendering_resolution=RAY_GRID),
+    "label": dict(layout="ide3d", rays="label"),
+}
 
 
 @pytest.fixture(scope="module")
 def fake_checkout(tmp_path_factory):
-    """(checkout dir, IDE-3D-style pickle, all pickles by layout); stand-in code only in the checkout."""
+    """(checkout dir, IDE-3D-style pickle, all pickles by name); the generator's code only in the pickles."""
     root = tmp_path_factory.mktemp("ide3d")
     repo = root / "IDE-3D"
-    for pkg in ("dnnlib", "torch_utils", "standin_training"):
-        (repo / pkg).mkdir(parents=True)
-        (repo / pkg / "__init__.py").write_text("")
-    (repo / "legacy.py").write_text(LEGACY_SOURCE)
-    (repo / "standin_training" / "generator.py").write_text(STANDIN_CONSTANTS + STANDIN_SOURCE)
+    for rel, text in CHECKOUT_FILES.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(textwrap.dedent(text))
+    module_file = repo / "training" / "standin_networks.py"
+    module_file.write_text(STANDIN_CONSTANTS + STANDIN_SOURCE)
     sys.path.insert(0, str(repo))
+    building = _numpy1_names_while_building()
+    building.__enter__()
     try:
-        from standin_training.generator import StandInGenerator
+        from training.standin_networks import StandInGenerator
 
         pkls = {}
-        for layout in ("ide3d", "eg3d", "silent"):
-            pkls[layout] = root / f"standin-{layout}.pkl"
-            with open(pkls[layout], "wb") as f:
-                pickle.dump({"G_ema": StandInGenerator(layout), "D": None}, f)
+        for name, kwargs in STANDINS.items():
+            pkls[name] = root / f"standin-{name}.pkl"
+            with open(pkls[name], "wb") as f:
+                pickle.dump({"G_ema": StandInGenerator(**kwargs), "D": None}, f)
+        original = StandInGenerator._module_source
+        for name, line in VARIANTS.items():
+            StandInGenerator._module_source = original.replace("# EXTRA IMPORTS", line)
+            pkls[name] = root / f"standin-{name}.pkl"
+            with open(pkls[name], "wb") as f:
+                pickle.dump({"G_ema": StandInGenerator(), "D": None}, f)
+        StandInGenerator._module_source = original
     finally:
         sys.path.remove(str(repo))
         _forget_checkout_modules()
+        building.__exit__(None, None, None)  # each test starts as a fresh NumPy 2 process would
+    module_file.unlink()  # from now on the generator's code exists only inside the pickles
     yield repo, pkls["ide3d"], pkls
     if str(repo) in sys.path:
         sys.path.remove(str(repo))
@@ -389,3 +572,153 @@ def test_from_config(fake_checkout):
     cfg.checkpoint = ""
     with pytest.raises(ValueError, match="checkpoint"):
         ide3d.IDE3DGenerator.from_config(cfg)
+
+
+# --------------------------------------------------------------------------- loading a real checkout (issue 17)
+
+
+def _load_fresh(repo, pkl):
+    """load_generator in the state of a fresh process (no checkout module imported yet)."""
+    _forget_checkout_modules()
+    try:
+        return ide3d.load_generator(pkl, repo)
+    finally:
+        _forget_checkout_modules()
+
+
+NUMPY2 = int(np.__version__.split(".")[0]) >= 2
+
+
+@pytest.mark.parametrize("package", ["click", "requests"])
+def test_missing_third_party_package_names_the_extra(fake_checkout, monkeypatch, package):
+    repo, pkl, _ = fake_checkout
+    monkeypatch.setitem(sys.modules, package, None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=rf"third-party package '{package}'.*pip install -e '\.\[ide3d\]'"):
+        _load_fresh(repo, pkl)
+
+
+@pytest.mark.skipif(not NUMPY2, reason="NumPy 1 still has numpy.lib.function_base / arraysetops")
+def test_numpy2_aliases_let_the_checkout_load(fake_checkout):
+    repo, pkl, _ = fake_checkout
+    _remove_numpy_aliases()
+    import importlib.util
+
+    assert importlib.util.find_spec("numpy.lib.arraysetops") is None  # the state that made loading fail
+    G = _load_fresh(repo, pkl)
+    assert type(G).mapping.__globals__["_NUMPY_ALIASES_WORK"]  # the pickled module ran isin and angle
+    from numpy.lib.arraysetops import isin
+    from numpy.lib.function_base import angle
+
+    assert isin is np.isin and angle is np.angle
+    import numpy.lib
+
+    assert numpy.lib.function_base.angle(1j) == pytest.approx(math.pi / 2)
+    # Names outside __all__ are looked up in NumPy 2's private module too.
+    assert sys.modules["numpy.lib.function_base"]._angle_dispatcher is numpy.lib._function_base_impl._angle_dispatcher
+    assert ide3d.install_numpy2_aliases() == []  # idempotent
+
+
+def test_missing_modules_are_told_apart(fake_checkout, monkeypatch):
+    repo, _, pkls = fake_checkout
+    with pytest.raises(ModuleNotFoundError, match="needs module 'training.removed_helper', which the IDE-3D checkout"):
+        _load_fresh(repo, pkls["missing_checkout_module"])
+    monkeypatch.setitem(sys.modules, "mcubes", None)
+    with pytest.raises(ModuleNotFoundError, match="third-party package 'PyMCubes' \\(module 'mcubes'\\)"):
+        _load_fresh(repo, pkls["missing_package"])
+    if NUMPY2:
+        with pytest.raises(ModuleNotFoundError, match="'numpy.lib.shape_base', which NumPy .* no longer has.*"
+                                                      "NUMPY2_ALIASES"):
+            _load_fresh(repo, pkls["removed_numpy_module"])
+
+
+# --------------------------------------------------------------------------- intrinsics (issue 17)
+
+
+def test_focal_from_fov_closed_forms():
+    # EG3D's K as a field of view: 2·atan(1 / (2·4.2647)) = 13.37°, rays spanning the image edges.
+    eg3d_fov = math.degrees(2 * math.atan(1 / (2 * camera.FOCAL)))
+    assert ide3d.focal_from_fov(eg3d_fov) == pytest.approx(camera.FOCAL, rel=1e-12)
+    # pi-GAN rays through the outer pixel centres of a 2-pixel grid: x = ±1 at u = 1/4, 3/4, so a
+    # 90° field of view (tan 45° = 1) has focal (3/4 − 1/4) / 2 = 1/4.
+    assert ide3d.focal_from_fov(90.0, 2) == pytest.approx(0.25, rel=1e-12)
+    with pytest.raises(ValueError, match="field of view"):
+        ide3d.focal_from_fov(0.0)
+
+
+def blob_centre(image_channel):
+    """Intensity centroid (x, y) of an (H, W) image, normalized image coordinates (pixel centres)."""
+    img = np.asarray(image_channel, np.float64)
+    H, W = img.shape
+    ys, xs = np.mgrid[0:H, 0:W] + 0.5
+    return np.array([(img * xs).sum() / img.sum() / W, (img * ys).sum() / img.sum() / H])
+
+
+BLOB_CAMERAS = [(0.0, 0.0, 0.0), (20.0, 10.0, 15.0)]  # azimuth, elevation, roll
+
+
+def test_renderer_with_its_own_fov_projects_with_the_derived_K(fake_checkout):
+    repo, _, pkls = fake_checkout
+    gen = ide3d.IDE3DGenerator(pkls["fov"], repo, device="cpu")
+    intr = gen.intrinsics
+    assert intr.fov_deg == FOV and intr.ray_grid == RAY_GRID and "init_kwargs['rendering_kwargs']['fov']" in intr.source
+    # The stand-in's rays: x_j = −1 + 2j/(R − 1) at pixel centre u_j = (j + ½)/R; z = −1/tan(fov/2).
+    j = np.array([0.0, RAY_GRID - 1.0])
+    slope = np.diff((j + 0.5) / RAY_GRID)[0] / np.diff(-1 + 2 * j / (RAY_GRID - 1))[0]  # du/dx
+    assert intr.focal == pytest.approx(slope / math.tan(math.radians(FOV) / 2), rel=1e-12)
+
+    a, b, g = (np.array(x, np.float32) for x in zip(*BLOB_CAMERAS))
+    eg3d_cams = camera.camera_from_angles(a, b, g)
+    with pytest.raises(ValueError, match=r"fx=4\.2647.*fx = fy = 3\.1075.*fov 18°"):
+        gen.render(np.arange(2), eg3d_cams, image_size=256)
+
+    cams = camera.camera_from_angles(a, b, g, focal=intr.focal)
+    out = gen.render(np.arange(2), cams, image_size=256)
+    assert np.allclose(np.asarray(gen.G.calls[-1]["c"])[:, 16], intr.focal)  # the label carries the K too
+    point = jnp.asarray([POINT], jnp.float32)
+    for i in range(2):
+        seen = blob_centre(np.asarray(out.image)[i, ..., 0])
+        want = np.asarray(camera.project(point, cams[i]))[0]
+        assert np.abs(seen - want).max() * 256 < 0.1, (i, seen, want)
+        # With EG3D's K the same point would be placed several pixels off: what the refusal prevents.
+        wrong = np.asarray(camera.project(point, eg3d_cams[i]))[0]
+        assert np.abs(seen - wrong).max() * 256 > 10
+
+
+def test_check_label_intrinsics_tells_the_two_renderers_apart(fake_checkout):
+    repo, _, pkls = fake_checkout
+    own_fov = ide3d.check_label_intrinsics(ide3d.IDE3DGenerator(pkls["fov"], repo, device="cpu"), image_size=64)
+    assert not own_fov["label_k_used"] and own_fov["max_abs_difference"] == 0
+    follows_label = ide3d.IDE3DGenerator(pkls["label"], repo, device="cpu")
+    assert follows_label.intrinsics.focal is None  # no fov stored: the label's K holds
+    report = ide3d.check_label_intrinsics(follows_label, image_size=64)
+    assert report["label_k_used"] and report["max_abs_difference"] > 50
+    # That renderer draws POINT where camera.project puts it with the cameras' own K.
+    cams = camera.camera_from_angles(*(np.array(x, np.float32) for x in zip(*BLOB_CAMERAS)))
+    out = follows_label.render(np.arange(2), cams, image_size=256)
+    for i in range(2):
+        want = np.asarray(camera.project(jnp.asarray([POINT], jnp.float32), cams[i]))[0]
+        assert np.abs(blob_centre(np.asarray(out.image)[i, ..., 0]) - want).max() * 256 < 0.1
+
+
+def test_intrinsics_arguments(fake_checkout, tmp_path):
+    repo, _, pkls = fake_checkout
+    with pytest.raises(ValueError, match="fov=20.0 disagrees with the generator's own .*= 18"):
+        ide3d.IDE3DGenerator(pkls["fov"], repo, device="cpu", fov=20.0)
+    trusting = ide3d.IDE3DGenerator(pkls["fov"], repo, device="cpu", fov="label")
+    trusting.render(np.arange(1), camera.camera_from_angles(np.zeros(1), np.zeros(1)), image_size=32)
+    stated = ide3d.IDE3DGenerator(pkls["label"], repo, device="cpu", fov=FOV, ray_grid=RAY_GRID)
+    assert stated.intrinsics.focal == pytest.approx(ide3d.focal_from_fov(FOV, RAY_GRID))
+    with pytest.warns(UserWarning, match="ray_grid=64"):
+        edges = ide3d.IDE3DGenerator(pkls["label"], repo, device="cpu", fov=FOV)
+    assert edges.intrinsics.focal == pytest.approx(ide3d.focal_from_fov(FOV))
+    # Call-time settings (IDE-3D's scripts pass render_params) come first and reach G.synthesis.
+    params = {"render_params": {"fov": 12.0, "num_steps": 96}}
+    called = ide3d.IDE3DGenerator(pkls["fov"], repo, device="cpu", synthesis_kwargs=params)
+    assert called.intrinsics.focal == pytest.approx(ide3d.focal_from_fov(12.0, RAY_GRID))
+    assert "synthesis_kwargs['render_params']['fov']" in called.intrinsics.source
+    called.render(np.arange(1), camera.camera_from_angles(np.zeros(1), np.zeros(1), focal=called.intrinsics.focal),
+                  image_size=32)
+    assert called.G.calls[-1]["kwargs"] == params
+    path = ide3d.main(["--checkpoint", str(pkls["fov"]), "--repo", str(repo), "--out", str(tmp_path),
+                       "--check-intrinsics", "--device", "cpu"])
+    assert "IGNORES the label's K" in path.read_text()
