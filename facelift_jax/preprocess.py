@@ -15,25 +15,41 @@ Output under DIR (what input_pipeline/labels.py and the training pipeline read):
   multiview/metadata.json       generator, detector, views, masks, lifting settings, invalid counts
                                 (and the per-region error against the exact truth when known)
   multiview/template.npy        (98,3) landmark-wise mean of the valid pseudo-labels
-  multiview/chunks/             one .npz per finished chunk (kept; a restart skips them)
+  multiview/chunks/             one .npz per finished chunk (kept; a restart skips them) and its
+                                seal .seal.json (size, SHA-256, plan digest, latents)
   videos/index.json             [{"video": relative path, "labels": relative npz, "frames": T}]
   videos/*.avi + *.npz          clips and their 2D pseudo-labels landmarks2d (T,98,2), confidence (T,98)
   preview/*.png                 detections vs reprojected lifted points per view; 3D scatter
 
 Restartable: chunk files and video label files are written atomically (temporary file, then
 rename), and a rerun with the same plan skips whatever is already there; a rerun with a different
-plan (latents, chunking, views, generator, detector, lifting) into the same DIR is refused.
+plan (latents, chunking, views, generator, detector, lifting) into the same DIR is refused. A
+chunk counts as done only when its seal (``stamps.seal``, written after it) matches its bytes and
+the plan: a truncated, corrupt or overwritten chunk is redone, never loaded.
+
+Both cores busy: rendering, detection and lifting + saving run as three overlapped stages
+(threads; the numbers are bit-identical to running them one after the other).
+
+Many processes or hosts (a folder they share): ``--process_index=K --process_count=N`` on each;
+process K lifts chunks K, K + N, …; process 0 then waits until every chunk is sealed by the same
+plan and assembles (and writes videos and previews). Every chunk's numbers depend only on its
+latents (per-chunk keys), so the labels are bit-identical to one process. Lifting inside a process
+is sharded over that process's devices (``lifting.lift``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
+import queue
 import sys
 import tempfile
+import threading
 import time
+import zipfile
 
 import jax
 import ml_collections
@@ -44,6 +60,8 @@ from facelift_jax import camera as camera_lib
 from facelift_jax import stamps
 from facelift_jax import landmarks, lifting, media, sources, views
 from facelift_jax import random_streams as streams
+
+log = logging.getLogger(__name__)
 
 REGIONS = ("contours", "brows", "nose", "eyes", "mouth")
 
@@ -66,9 +84,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def _section(config) -> ml_collections.ConfigDict:
-    base = default_config()
-    base.update(dict(config.get("preprocess", {})))
-    return base
+    return config.preprocess
 
 
 # ------------------------------------------------------------------------------------ files
@@ -104,7 +120,7 @@ def load_npz(path: pathlib.Path) -> dict | None:
     try:
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # BadZipFile: cut short, or a bad CRC
         return None
 
 
@@ -114,12 +130,12 @@ def load_npz(path: pathlib.Path) -> dict | None:
 def _plan(config, pre) -> dict:
     """Everything that decides the chunks' contents; a restart must match it."""
     return dict(
-        generator=config.get("generator", "synthetic"), detector=config.get("detector", "synthetic"),
-        synthetic=config.synthetic.to_dict() if config.get("generator", "synthetic") == "synthetic" and "synthetic" in config else None,
+        generator=config.generator, detector=config.detector,
+        synthetic=config.synthetic.to_dict() if config.generator == "synthetic" else None,
         first_latent=int(pre.first_latent), num_latents=int(pre.num_latents), chunk_size=int(pre.chunk_size),
-        min_confidence=float(pre.min_confidence), image_size=int(config.get("image_size", 224)),
-        seed=int(config.get("seed", 0)), views=[list(v) for v in views.LIFTING_VIEWS],
-        lifting=dataclasses.asdict(lifting.LiftSettings.from_config(config.get("lifting"))),
+        min_confidence=float(pre.min_confidence), image_size=int(config.image_size),
+        seed=int(config.seed), views=[list(v) for v in views.LIFTING_VIEWS],
+        lifting=dataclasses.asdict(lifting.LiftSettings.from_config(config.lifting)),
     )
 
 
@@ -135,49 +151,208 @@ def check_plan(config, out_dir) -> None:
     _check_plan(pathlib.Path(out_dir) / "multiview", _plan(config, _section(config)))
 
 
+def _render_rows(latents, V: int, render_batch: int):
+    """The (latent, view) rows of a chunk in latent-major order (row b·V + v), cut into render
+    batches → [(offset s, latents (b,), view indices (b,))]; ``s`` also picks the detection key."""
+    B = len(latents)
+    lat = np.repeat(np.asarray(latents, np.int64), V)
+    view_idx = np.tile(np.arange(V), B)
+    return [(s, lat[s:s + render_batch], view_idx[s:s + render_batch]) for s in range(0, B * V, render_batch)]
+
+
+def _detect_rows(detector, out, key, keep_images: bool) -> dict:
+    """Detect one rendered batch → NumPy dict det (b,98,2), conf (b,98) [, true3d, visible, images]."""
+    det, conf = detector.detect(out, key, return_confidence=True)
+    got = dict(det=np.asarray(det, np.float32), conf=np.asarray(conf, np.float32))
+    if getattr(out, "landmarks3d", None) is not None:
+        got["true3d"] = np.asarray(out.landmarks3d, np.float32)
+    if getattr(out, "visible", None) is not None:
+        got["visible"] = np.asarray(out.visible, bool)
+    if keep_images:
+        got["images"] = np.asarray(out.image)
+    return got
+
+
+def _gather_rows(parts: list[dict], B: int, V: int):
+    """Concatenate the detected batches of one chunk → (det (B,V,98,2), conf (B,V,98), extras)."""
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    extras = {}
+    if "true3d" in cat:
+        extras["true3d"] = cat["true3d"].reshape(B, V, 98, 3)[:, 0]
+    if "visible" in cat:
+        extras["visible"] = cat["visible"].reshape(B, V, 98)
+    if "images" in cat:
+        extras["images"] = cat["images"].reshape((B, V) + cat["images"].shape[1:])
+    return cat["det"].reshape(B, V, 98, 2), cat["conf"].reshape(B, V, 98), extras
+
+
 def render_and_detect(generator, detector, latents, cams, image_size, key, render_batch, keep_images=False):
     """Render every latent in every view and detect: → (det (B,V,98,2), conf (B,V,98), extras).
 
     extras: ``true3d`` (B,98,3) when the render output carries landmarks3d, ``visible`` (B,V,98)
-    when it carries visibility, ``images`` (B,V,H,W,3) if ``keep_images``.
+    when it carries visibility, ``images`` (B,V,H,W,3) if ``keep_images``. Sequential; the
+    overlapped pipeline of ``run_multiview`` calls the same per-batch steps, so its numbers match.
     """
-    B, V = len(latents), cams.batch_shape[0]
-    lat = np.repeat(np.asarray(latents, np.int64), V)  # latent-major: (b, v) → b·V + v
-    view_idx = np.tile(np.arange(V), B)
-    dets, confs, true3d, visible, images = [], [], [], [], []
-    for s in range(0, B * V, render_batch):
-        sl = slice(s, min(s + render_batch, B * V))
-        cam_b = cams[view_idx[sl]]
-        out = generator.render(lat[sl], cam_b, image_size)
-        det, conf = detector.detect(out, jax.random.fold_in(key, s), return_confidence=True)
-        dets.append(np.asarray(det, np.float32))
-        confs.append(np.asarray(conf, np.float32))
-        if getattr(out, "landmarks3d", None) is not None:
-            true3d.append(np.asarray(out.landmarks3d, np.float32))
-        if getattr(out, "visible", None) is not None:
-            visible.append(np.asarray(out.visible, bool))
-        if keep_images:
-            images.append(np.asarray(out.image))
-    det = np.concatenate(dets).reshape(B, V, 98, 2)
-    conf = np.concatenate(confs).reshape(B, V, 98)
-    extras = {}
-    if true3d:
-        extras["true3d"] = np.concatenate(true3d).reshape(B, V, 98, 3)[:, 0]
-    if visible:
-        extras["visible"] = np.concatenate(visible).reshape(B, V, 98)
-    if images:
-        extras["images"] = np.concatenate(images).reshape((B, V) + images[0].shape[1:])
-    return det, conf, extras
+    V = cams.batch_shape[0]
+    parts = [_detect_rows(detector, generator.render(lat, cams[vi], image_size), jax.random.fold_in(key, s),
+                          keep_images)
+             for s, lat, vi in _render_rows(latents, V, render_batch)]
+    return _gather_rows(parts, len(latents), V)
 
 
 def lift_chunk(det, conf, cams, config, min_confidence: float):
     """Mask (view masks ∧ confidence ≥ min_confidence) and lift one chunk → (LiftResult, mask)."""
     mask = views.view_masks()[None] & (conf >= min_confidence)
-    return lifting.lift(det, cams, mask, config.get("lifting")), mask
+    return lifting.lift(det, cams, mask, config.lifting), mask
 
 
-def run_multiview(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.Path:
-    """Render, detect and lift all latents chunk by chunk; assemble ``multiview/``. Returns its path."""
+_END = object()
+
+
+def _ahead(fn, items, depth: int = 2):
+    """Yield ``fn(item)`` for each item in order, computed in a background thread at most ``depth``
+    results ahead of the consumer (bounded memory). Exceptions in ``fn`` reach the consumer; when
+    the consumer stops early the thread stops after its current item. Chained, these overlap the
+    stages of a pipeline: JAX, NumPy, OpenCV and torch release the GIL in their kernels."""
+    results = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(x, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set() or not put((fn(item), None)):
+                    return
+            put((_END, None))
+        except BaseException as e:  # noqa: BLE001 -- handed to the consumer, which re-raises
+            put((None, e))
+        finally:
+            if hasattr(items, "close"):  # an upstream _ahead: stop its thread too
+                items.close()
+
+    thread = threading.Thread(target=work, name="preprocess-stage", daemon=True)
+    thread.start()
+    try:
+        while True:
+            value, error = results.get()
+            if error is not None:
+                raise error
+            if value is _END:
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _chunk_ranges(num_latents: int, chunk_size: int) -> list[tuple[int, int]]:
+    """[(start, stop)) index ranges of the chunks; chunk i belongs to process i mod process_count."""
+    return [(s, min(s + chunk_size, num_latents)) for s in range(0, num_latents, chunk_size)]
+
+
+def _chunk_path(chunk_dir: pathlib.Path, latents: np.ndarray, start: int, stop: int) -> pathlib.Path:
+    return chunk_dir / f"chunk_{latents[start]:09d}_{latents[stop - 1]:09d}.npz"
+
+
+def _chunk_stamp(plan_digest: str, latents: np.ndarray, start: int, stop: int) -> dict:
+    """What a chunk's seal must say: the plan that made it and its latents."""
+    return dict(plan=plan_digest, first_latent=int(latents[start]), last_latent=int(latents[stop - 1]))
+
+
+class _Chunks:
+    """Render → detect → lift → save for a list of chunk ranges of one plan, sequentially or with
+    the three stages overlapped (render ahead in one thread, detect in another, lift + save here).
+    Both run the same per-batch functions in the same order, so the files are bit-identical."""
+
+    def __init__(self, config, pre, cams, latents, key, chunk_dir, plan_digest, timing):
+        self.config, self.pre, self.cams, self.latents, self.key = config, pre, cams, latents, key
+        self.chunk_dir, self.plan_digest, self.timing = chunk_dir, plan_digest, timing
+        self.generator = self.detector = None
+
+    def status(self, start: int, stop: int) -> tuple[str, str]:
+        path = _chunk_path(self.chunk_dir, self.latents, start, stop)
+        return stamps.seal_status(path, _chunk_stamp(self.plan_digest, self.latents, start, stop))
+
+    def run(self, ranges, overlap: bool, on_done=lambda n: None) -> None:
+        if not ranges:
+            return
+        if self.generator is None:
+            self.generator, self.detector = sources.make_generator(self.config), sources.make_detector(self.config)
+        V = self.cams.batch_shape[0]
+        size, batch = int(self.config.image_size), int(self.pre.render_batch)
+        jobs = [(c, s, lat, vi, len(rows)) for c, (start, stop) in enumerate(ranges)
+                for rows in [_render_rows(self.latents[start:stop], V, batch)] for s, lat, vi in rows]
+
+        def render(job):
+            t = time.perf_counter()
+            c, s, lat, vi, n = job
+            out = self.generator.render(lat, self.cams[vi], size)
+            self.timing["render_s"] += time.perf_counter() - t
+            return job, out
+
+        def detect(job_out):
+            t = time.perf_counter()
+            (c, s, lat, vi, n), out = job_out
+            key = jax.random.fold_in(jax.random.fold_in(self.key, int(self.latents[ranges[c][0]])), s)
+            got = _detect_rows(self.detector, out, key, keep_images=False)
+            self.timing["detect_s"] += time.perf_counter() - t
+            return c, n, got
+
+        if overlap:
+            detected = _ahead(detect, _ahead(render, iter(jobs)))
+        else:
+            detected = (detect(render(job)) for job in jobs)
+        parts = []
+        try:
+            for c, n, got in detected:
+                parts.append(got)
+                if len(parts) == n:  # the chunk's last batch: lift and save it while the next renders
+                    self._finish(*ranges[c], parts)
+                    on_done(ranges[c][1] - ranges[c][0])
+                    parts = []
+        finally:  # interrupted (an error, Ctrl-C): stop the stage threads now, not when garbage-collected
+            detected.close()
+
+    def _finish(self, start: int, stop: int, parts: list[dict]) -> None:
+        t = time.perf_counter()
+        det, conf, extras = _gather_rows(parts, stop - start, self.cams.batch_shape[0])
+        res, mask = lift_chunk(det, conf, self.cams, self.config, float(self.pre.min_confidence))
+        arrays = {k: np.asarray(v) for k, v in dataclasses.asdict(res).items()}
+        self.timing["lift_s"] += time.perf_counter() - t
+        path = _chunk_path(self.chunk_dir, self.latents, start, stop)
+        save_npz(path, latents=self.latents[start:stop], detections=det, confidence=conf, mask=mask,
+                 **arrays, **{k: v for k, v in extras.items() if k in ("true3d", "visible")})
+        stamps.seal(path, _chunk_stamp(self.plan_digest, self.latents, start, stop))
+
+
+def _check_processes(process_index: int, process_count: int) -> None:
+    if int(process_count) < 1 or not 0 <= int(process_index) < int(process_count):
+        raise ValueError(f"--process_index={process_index} --process_count={process_count}: need "
+                         f"process_count ≥ 1 and 0 ≤ process_index < process_count (number the processes "
+                         f"0 … process_count − 1, each started once with the same config and --out)")
+
+
+def run_multiview(config, out_dir: pathlib.Path, progress: bool = True, *, process_index: int = 0,
+                  process_count: int = 1, overlap: bool = True, wait_timeout_s: float | None = None,
+                  poll_s: float = 2.0) -> pathlib.Path:
+    """Render, detect and lift all latents chunk by chunk; assemble ``multiview/``. Returns its path.
+
+    Over several processes (or hosts sharing ``out_dir``): process k does chunks k, k + n, k + 2n …
+    of the n = ``process_count``; process 0 then waits (polling every ``poll_s``, up to
+    ``wait_timeout_s``, None = no limit) until every chunk is sealed by the same plan, redoing any
+    found truncated or corrupt, and assembles. The others return after their own chunks. Every
+    chunk's numbers depend only on its latents, so any split gives bit-identical pseudo-labels.
+    ``overlap``: render, detect and lift in three overlapped stages (same numbers as sequential).
+    """
+    _check_processes(process_index, process_count)
     pre = _section(config)
     root = out_dir / "multiview"
     chunk_dir = root / "chunks"
@@ -187,46 +362,76 @@ def run_multiview(config, out_dir: pathlib.Path, progress: bool = True) -> pathl
     if pre.num_latents < 1 or pre.chunk_size < 1:
         raise ValueError(f"preprocess.num_latents and chunk_size must be ≥ 1, got {pre.num_latents}, {pre.chunk_size}")
 
-    cams = views.lifting_cameras(radius=config.camera.get("radius", camera_lib.DEFAULT_RADIUS),
-                                 look_at=tuple(config.camera.get("look_at", camera_lib.DEFAULT_LOOK_AT)))
+    cams = views.lifting_cameras(radius=config.camera.radius,
+                                 look_at=tuple(config.camera.look_at))
     latents = np.arange(pre.first_latent, pre.first_latent + pre.num_latents, dtype=np.int64)
-    key = jax.random.fold_in(jax.random.key(int(config.get("seed", 0))), streams.PREPROCESS_DETECTIONS)
-    generator = detector = None
-    starts = list(range(0, len(latents), pre.chunk_size))
-    bar = tqdm(total=len(latents), desc="preprocess: render, detect, lift", unit="latent", disable=not progress)
-    timing = dict(render_detect_s=0.0, lift_s=0.0)
-    for start in starts:
-        stop = min(start + pre.chunk_size, len(latents))
-        path = chunk_dir / f"chunk_{latents[start]:09d}_{latents[stop - 1]:09d}.npz"
-        if load_npz(path) is not None:
-            bar.update(stop - start)
-            continue
-        if generator is None:
-            generator, detector = sources.make_generator(config), sources.make_detector(config)
-        t0 = time.perf_counter()
-        det, conf, extras = render_and_detect(generator, detector, latents[start:stop], cams,
-                                              int(config.get("image_size", 224)),
-                                              jax.random.fold_in(key, int(latents[start])), int(pre.render_batch))
-        t1 = time.perf_counter()
-        res, mask = lift_chunk(det, conf, cams, config, float(pre.min_confidence))
-        arrays = {k: np.asarray(v) for k, v in dataclasses.asdict(res).items()}
-        t2 = time.perf_counter()
-        timing["render_detect_s"] += t1 - t0
-        timing["lift_s"] += t2 - t1
-        save_npz(path, latents=latents[start:stop], detections=det, confidence=conf, mask=mask,
-                 **arrays, **{k: v for k, v in extras.items() if k in ("true3d", "visible")})
-        bar.update(stop - start)
-    bar.close()
-    return assemble(root, plan, latents, timing)
+    key = jax.random.fold_in(jax.random.key(int(config.seed)), streams.PREPROCESS_DETECTIONS)
+    timing = dict(render_s=0.0, detect_s=0.0, lift_s=0.0, wall_s=0.0)
+    t0 = time.perf_counter()
+    chunks = _Chunks(config, pre, cams, latents, key, chunk_dir, stamps.digest(plan), timing)
+    ranges = _chunk_ranges(len(latents), int(pre.chunk_size))
+    mine = ranges[int(process_index)::int(process_count)]
+    todo = []
+    for r in mine:
+        status, why = chunks.status(*r)
+        if status == stamps.BAD:
+            log.warning("redoing %s", why)
+        if status != stamps.SEALED:
+            todo.append(r)
+    desc = "preprocess: render, detect, lift" + (f" (process {process_index}/{process_count})" if process_count > 1 else "")
+    with tqdm(total=sum(b - a for a, b in mine), desc=desc, unit="latent", disable=not progress) as bar:
+        bar.update(sum(b - a for a, b in mine) - sum(b - a for a, b in todo))
+        chunks.run(todo, overlap, bar.update)
+    if int(process_index) != 0:
+        return root
+    _wait_for_chunks(chunks, ranges, int(process_count), overlap, wait_timeout_s, poll_s)
+    timing["wall_s"] = time.perf_counter() - t0
+    return assemble(root, plan, latents, [_chunk_path(chunk_dir, latents, *r) for r in ranges], timing)
 
 
-def assemble(root: pathlib.Path, plan: dict, latents: np.ndarray, timing: dict) -> pathlib.Path:
-    """Concatenate the chunks into pseudo_labels.npz, template.npy and metadata.json."""
-    chunks = [load_npz(p) for p in sorted((root / "chunks").glob("chunk_*.npz"))]
-    chunks = [c for c in chunks if c is not None and np.isin(c["latents"], latents).all()]
+def _wait_for_chunks(chunks: _Chunks, ranges, process_count: int, overlap: bool, timeout_s, poll_s: float) -> None:
+    """Until every chunk is sealed by this plan: redo (here) those found bad, wait for the missing
+    ones (other processes' work in progress). TimeoutError naming the missing chunks' processes."""
+    deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
+    waiting = list(range(len(ranges)))
+    told = False
+    while True:
+        missing = []
+        for i in waiting:
+            status, why = chunks.status(*ranges[i])
+            # damaged on disk (or this process's own chunk gone): redo it here rather than load it
+            if status == stamps.BAD or (status == stamps.MISSING and i % process_count == 0):
+                log.warning("redoing %s", why)
+                chunks.run([ranges[i]], overlap)
+                status, why = chunks.status(*ranges[i])
+            if status != stamps.SEALED:
+                missing.append(i)
+        if not missing:
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            owners = sorted({i % process_count for i in missing})
+            raise TimeoutError(
+                f"{len(missing)} chunk(s) of {chunks.chunk_dir} still missing after {timeout_s} s (e.g. "
+                f"{_chunk_path(chunks.chunk_dir, chunks.latents, *ranges[missing[0]]).name}), owned by process(es) "
+                f"{owners} of {process_count}: (re)start them with --process_index=K --process_count={process_count} "
+                f"(finished chunks are kept), then rerun process 0")
+        if not told:
+            log.info("process 0: waiting for %d chunk(s) of the other %d process(es)", len(missing), process_count - 1)
+            told = True
+        waiting = missing
+        time.sleep(poll_s)
+
+
+def assemble(root: pathlib.Path, plan: dict, latents: np.ndarray, paths: list[pathlib.Path], timing: dict) -> pathlib.Path:
+    """Concatenate the (sealed) chunk files ``paths`` into pseudo_labels.npz, template.npy and metadata.json."""
+    chunks = []
+    for p in paths:
+        got = load_npz(p)
+        if got is None:
+            raise RuntimeError(f"chunk {p} could not be read after its seal was checked (changed on disk during "
+                               f"assembly?); rerun preprocessing with the same --out")
+        chunks.append(got)
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-    order = np.argsort(data["latents"], kind="stable")
-    data = {k: v[order] for k, v in data.items()}
     if not np.array_equal(data["latents"], latents):
         raise RuntimeError(f"chunks in {root / 'chunks'} do not cover latents {latents[0]}…{latents[-1]} exactly")
     fields = ["latents", "points3d", "valid", "residual", "num_views", "num_inliers", "status"]
@@ -317,7 +522,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
                 # make_video writes the clip, then its labels; both land under temporary names first
                 tmp_video = root / f".tmp_video_{seed:06d}.avi"
                 synthetic.make_video(seed, tmp_video, frames=int(pre.frames_per_video),
-                                     image_size=int(config.get("image_size", 224)), generator=gen, detector=det)
+                                     image_size=int(config.image_size), generator=gen, detector=det)
                 os.replace(tmp_video, video)
                 os.replace(synthetic.labels_path(tmp_video), labels)
                 got = load_npz(labels)
@@ -358,12 +563,12 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     n = min(int(pre.preview_latents), len(data["latents"]))
     if n == 0:
         return []
-    cams = views.lifting_cameras(radius=config.camera.get("radius", camera_lib.DEFAULT_RADIUS),
-                                 look_at=tuple(config.camera.get("look_at", camera_lib.DEFAULT_LOOK_AT)))
+    cams = views.lifting_cameras(radius=config.camera.radius,
+                                 look_at=tuple(config.camera.look_at))
     lat = data["latents"][:n]
     generator, detector = sources.make_generator(config), sources.make_detector(config)
-    key = jax.random.fold_in(jax.random.key(int(config.get("seed", 0))), streams.PREPROCESS_PREVIEW)
-    det, conf, extras = render_and_detect(generator, detector, lat, cams, int(config.get("image_size", 224)), key,
+    key = jax.random.fold_in(jax.random.key(int(config.seed)), streams.PREPROCESS_PREVIEW)
+    det, conf, extras = render_and_detect(generator, detector, lat, cams, int(config.image_size), key,
                                           int(pre.render_batch), keep_images=True)
     mask = views.view_masks()[None] & (conf >= float(pre.min_confidence))
     reproj = np.asarray(camera_lib.project(data["points3d"][:n, None], cams))  # (n, V, 98, 2)
@@ -426,11 +631,20 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
 # ------------------------------------------------------------------------------------ entry
 
 
-def run_preprocess(config, out_dir, progress: bool = True) -> pathlib.Path:
-    """The whole stage; returns ``out_dir``. Reruns skip finished chunks and videos."""
+def run_preprocess(config, out_dir, progress: bool = True, *, process_index: int = 0, process_count: int = 1,
+                   wait_timeout_s: float | None = None) -> pathlib.Path:
+    """The whole stage; returns ``out_dir``. Reruns skip finished chunks and videos.
+
+    Split over ``process_count`` processes (hosts sharing ``out_dir``), process ``process_index``
+    lifts its stride of the chunks (``run_multiview``); process 0 also waits for the others'
+    chunks, assembles, and writes the videos and previews.
+    """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = run_multiview(config, out_dir, progress)
+    root = run_multiview(config, out_dir, progress, process_index=process_index, process_count=process_count,
+                         wait_timeout_s=wait_timeout_s)
+    if int(process_index) != 0:
+        return out_dir
     run_videos(config, out_dir, progress)
     write_previews(config, out_dir)
     meta = json.loads((root / "metadata.json").read_text())
@@ -442,17 +656,36 @@ def run_preprocess(config, out_dir, progress: bool = True) -> pathlib.Path:
     return out_dir
 
 
+def _define_process_flags(flags) -> None:
+    """Multi-process / multi-host preprocessing: start the same command once per process with the
+    same --out (a shared folder), --process_index=0 … N−1 and --process_count=N."""
+    flags.DEFINE_integer("process_index", 0, "this process's number, 0 … process_count − 1 (it lifts chunks "
+                         "process_index, process_index + process_count, …; process 0 also assembles)")
+    flags.DEFINE_integer("process_count", 1, "number of processes (on any hosts sharing --out) splitting the chunks")
+    flags.DEFINE_float("wait_timeout_s", 0.0, "process 0: give up waiting for the other processes' chunks after "
+                       "this many seconds (0: wait as long as it takes)")
+
+
 def main(argv=None) -> None:
     from absl import app, flags
     from ml_collections import config_flags
 
     config_flags.DEFINE_config_file("config", "configs/default.py", "experiment config file")
     flags.DEFINE_string("out", None, "output folder (the dataset goes here; reruns resume)", required=True)
+    _define_process_flags(flags)
+
+    from facelift_jax import config_check, logs
 
     def _main(_):
-        run_preprocess(flags.FLAGS.config, flags.FLAGS.out)
+        F = flags.FLAGS
+        with logs.session("preprocess", logs.absl_verbosity()) as session:
+            config_check.check(F.config, "preprocess")  # before any rendering
+            session.log_to(F.out)
+            run_preprocess(F.config, F.out, process_index=F.process_index, process_count=F.process_count,
+                           wait_timeout_s=F.wait_timeout_s or None)
+        return 0
 
-    app.run(_main, argv=argv)
+    app.run(logs.main_guard(_main), argv=argv, flags_parser=logs.parse_absl_flags)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def test_restart_skips_finished_chunks(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         preprocess.run_multiview(config, tmp_path, progress=False)
     chunks = sorted((tmp_path / "multiview" / "chunks").iterdir())
-    assert [p.name for p in chunks] == ["chunk_000000000_000000001.npz"]  # no partial or temporary file
+    # the finished chunk and its seal, no partial or temporary file
+    assert [p.name for p in chunks] == ["chunk_000000000_000000001.npz", "chunk_000000000_000000001.seal.json"]
     first_mtime = chunks[0].stat().st_mtime_ns
 
     calls.clear()
@@ -132,11 +133,13 @@ def test_command_survives_sigkill(tmp_path):
     proc = subprocess.Popen(args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunk_dir = out / "multiview" / "chunks"
     deadline = time.time() + 240
-    while time.time() < deadline and not (chunk_dir.exists() and any(chunk_dir.glob("chunk_*.npz"))):
+    # a chunk is finished once its seal is written (after the chunk file)
+    while time.time() < deadline and not (chunk_dir.exists() and any(chunk_dir.glob("chunk_*.seal.json"))):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = {p.name: p.stat().st_mtime_ns for p in chunk_dir.glob("chunk_*.npz")}
+    done = {p.name: p.stat().st_mtime_ns for p in chunk_dir.glob("chunk_*.npz")
+            if p.with_name(p.stem + ".seal.json").exists()}
     assert done, "no chunk finished before the kill"
     rerun = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -162,3 +165,147 @@ def test_sources_by_name_and_no_torch_for_synthetic():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ overlapped stages, damaged chunks
+
+
+def _arrays(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _assert_same_files(a, b):
+    """Bit-identical pseudo-labels and chunk files in the multiview folders of two runs."""
+    x, y = _arrays(a / "multiview" / "pseudo_labels.npz"), _arrays(b / "multiview" / "pseudo_labels.npz")
+    assert x.keys() == y.keys()
+    for k in x:
+        assert x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k], equal_nan=True), k
+    names = sorted(p.name for p in (a / "multiview" / "chunks").glob("chunk_*.npz"))
+    assert names == sorted(p.name for p in (b / "multiview" / "chunks").glob("chunk_*.npz"))
+    for n in names:
+        x, y = _arrays(a / "multiview" / "chunks" / n), _arrays(b / "multiview" / "chunks" / n)
+        for k in x:
+            assert np.array_equal(x[k], y[k], equal_nan=True), (n, k)
+
+
+def test_stage_threads_overlap_and_pass_errors_on():
+    """_ahead computes item k+1 while the consumer still holds item k (it would deadlock, and time
+    out, if the stages ran one after the other), keeps the order, and re-raises a stage's error."""
+    import threading
+
+    computed = [threading.Event() for _ in range(4)]
+    threads = set()
+
+    def stage(i):
+        threads.add(threading.current_thread().name)
+        computed[i].set()
+        return i * i
+
+    got = []
+    for i in preprocess._ahead(stage, iter(range(4)), depth=1):
+        if i < 3:  # still "lifting" item i: item i+1 must be under way meanwhile
+            assert computed[i + 1].wait(timeout=30), "the next item was not computed while this one was used"
+        got.append(i)
+    assert got == [0, 1, 4, 9] and threading.current_thread().name not in threads
+
+    def boom(i):
+        if i == 2:
+            raise ZeroDivisionError("stage failed")
+        return i
+
+    with pytest.raises(ZeroDivisionError, match="stage failed"):
+        list(preprocess._ahead(boom, iter(range(5))))
+
+
+def test_overlapped_pipeline_equals_sequential(finished, tmp_path):
+    """run_preprocess (overlapped stages, the default) and a sequential run write the same bytes' worth
+    of numbers: every array of every chunk and of the assembled pseudo-labels bit-identical."""
+    config, out = finished
+    preprocess.run_multiview(config, tmp_path, progress=False, overlap=False)
+    _assert_same_files(out, tmp_path)
+
+
+def _copy_multiview(src, dst):
+    import shutil
+
+    shutil.copytree(src / "multiview", dst / "multiview")
+    return sorted((dst / "multiview" / "chunks").glob("chunk_*.npz"))
+
+
+def _counting_lift(monkeypatch):
+    calls = []
+    real = preprocess.lift_chunk
+    monkeypatch.setattr(preprocess, "lift_chunk", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    return calls
+
+
+def test_truncated_or_corrupt_chunk_is_redone(finished, tmp_path, monkeypatch):
+    """A truncated chunk and one with flipped bytes (their seals kept) are redone, the intact one is
+    not touched, and the labels equal the undamaged run's."""
+    config, out = finished
+    chunks = _copy_multiview(out, tmp_path)
+    assert len(chunks) == 3
+    data = chunks[0].read_bytes()
+    chunks[0].write_bytes(data[: len(data) // 2])  # a copy cut short / disk full
+    data = bytearray(chunks[2].read_bytes())
+    data[len(data) // 2: len(data) // 2 + 8] = bytes(b ^ 0xFF for b in data[len(data) // 2: len(data) // 2 + 8])
+    chunks[2].write_bytes(bytes(data))  # bit rot inside the arrays, same size
+    intact = chunks[1].stat().st_mtime_ns
+    calls = _counting_lift(monkeypatch)
+    preprocess.run_multiview(config, tmp_path, progress=False)
+    assert len(calls) == 2  # chunks 0 and 2 only
+    assert chunks[1].stat().st_mtime_ns == intact
+    _assert_same_files(out, tmp_path)
+
+
+def test_chunk_overwritten_by_another_file_is_redone(finished, tmp_path, monkeypatch):
+    """A chunk replaced by a readable npz with other numbers (a file of another run copied over it):
+    only its checksum can tell. Without the seal check its numbers would reach the pseudo-labels."""
+    config, out = finished
+    chunks = _copy_multiview(out, tmp_path)
+    other = _arrays(chunks[1])
+    other["points3d"] = other["points3d"] + np.float32(0.01)
+    with open(chunks[1], "wb") as f:
+        np.savez(f, **other)
+    assert preprocess.load_npz(chunks[1]) is not None  # a valid file: loading alone cannot tell
+    calls = _counting_lift(monkeypatch)
+    preprocess.run_multiview(config, tmp_path, progress=False)
+    assert len(calls) == 1
+    _assert_same_files(out, tmp_path)
+
+
+def test_seal_says_what_is_wrong(tmp_path):
+    """stamps.seal / seal_status against hashlib and the file size, each failure named."""
+    import hashlib
+
+    from facelift_jax import stamps
+
+    path = tmp_path / "chunk_a.npz"
+    path.write_bytes(bytes(range(256)) * 4)
+    what = dict(plan="abc", first_latent=0)
+    assert stamps.seal_status(path, what)[0] == stamps.MISSING  # not sealed yet: unfinished
+    stamps.seal(path, what)
+    sealed = json.loads(stamps.seal_path(path).read_text())
+    assert stamps.seal_path(path).name == "chunk_a.seal.json"
+    assert sealed["bytes"] == 1024 and sealed["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert stamps.seal_status(path, what) == (stamps.SEALED, "")
+    status, why = stamps.seal_status(path, dict(what, plan="xyz"))
+    assert status == stamps.BAD and "another plan" in why and "plan" in why
+    path.write_bytes(bytes(range(256)) * 3)
+    status, why = stamps.seal_status(path, what)
+    assert status == stamps.BAD and "768 bytes" in why and "1024" in why
+    path.write_bytes(bytes(range(255, -1, -1)) * 4)  # same size, other bytes
+    status, why = stamps.seal_status(path, what)
+    assert status == stamps.BAD and "SHA-256" in why
+    stamps.seal_path(path).write_text("{not json")
+    assert stamps.seal_status(path, what)[0] == stamps.BAD
+    path.unlink()
+    assert stamps.seal_status(path, what)[0] == stamps.MISSING
+
+
+def test_bad_process_numbers_are_refused(tmp_path):
+    for index, count in ((2, 2), (-1, 2), (0, 0)):
+        with pytest.raises(ValueError, match=r"--process_index=.*--process_count=.*0 ≤ process_index < process_count"):
+            preprocess.run_multiview(_config(), tmp_path, progress=False, process_index=index, process_count=count)
+    assert not (tmp_path / "multiview").exists()  # refused before anything was written
