@@ -9,7 +9,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,bridges]"
+	$(PY) -m pip install -q -e ".[dev,bridges,test]"
+	# Upstream FaRL / CLIP / pyfacer network code for the bridge tests, without their torchvision (pyproject [test]).
+	$(PY) -m pip install -q --no-deps pyfacer==0.0.5 clip-anytorch==2.6.0
+	# The ONNX converter without its example-plugin deps and its orbax downgrade (pyproject [onnx]).
+	$(PY) -m pip install -q --no-deps jax2onnx==0.17.1
 	touch $@
 
 venv: $(VENV)/.installed

@@ -46,6 +46,7 @@ import ml_collections
 
 from facelift_jax import camera
 from facelift_jax.lifting import default_config as lifting_config
+from facelift_jax.predict import default_config as predict_config
 from facelift_jax.preprocess import default_config as preprocess_config
 from facelift_jax.synthetic.generator import default_config as synthetic_config
 
@@ -59,10 +60,12 @@ def get_config() -> ml_collections.ConfigDict:
     # "mediapipe" are reached through the top-level bridges package (torch / tflite).
     c.generator = "synthetic"
     c.detector = "synthetic"
+    # Paths "" = not set; they must be set (and exist) when generator="ide3d" / detector="pyfacer".
     c.ide3d = ml_collections.ConfigDict(dict(checkpoint="", repo="", truncation_psi=0.7, fix_background=True))
     c.pyfacer = ml_collections.ConfigDict(dict(weights=""))
     # Offline real-photo/video detector (bridges/mediapipe.py, needs ai-edge-litert): BlazeFace score
     # threshold, landmark-model face-presence threshold, re-centred landmark passes per face, pupils.
+    # (refine_passes 0: no re-centred pass.)
     c.mediapipe = ml_collections.ConfigDict(dict(min_score=0.5, min_presence=0.5, refine_passes=1,
                                                 pupils="iris"))  # or "centre" (eye centre)
 
@@ -111,21 +114,25 @@ def get_config() -> ml_collections.ConfigDict:
     # CPU-sized run: the 3D and pose terms up-weighted against the 2D LLL, whose learnable
     # uncertainty otherwise lets a short run settle on a frontal pose (measured: 66° pose error).
     c.loss.update(w_landmarks3d=100.0, w_translation=10.0, w_geodesic=10.0)
+    # Global batch sizes (multiples of the device count); 0 turns that branch off (configs/mv_only.py, mf_only.py).
     c.batch = ml_collections.ConfigDict(dict(multiview=24, multiframe=8))
     c.optim = ml_collections.ConfigDict(dict(
         # ×0.7 every 300 steps: anneals to ~1/10 of the peak by the last step (the paper's ×0.9 every
         # 3 epochs is for 225 epochs; measured here without the anneal: NMLC flat from step 1,250 on).
-        learning_rate=5e-4, decay_rate=0.7, decay_epochs=3, steps_per_epoch=100,
+        learning_rate=5e-4, decay_rate=0.7, decay_epochs=3,
+        steps_per_epoch=100,    # steps per "epoch" of the decay; 0 = one pass over the pseudo-labelled latents
         clip_norm=1.0,          # global gradient norm clip; 0 disables
         warmup_steps=100))      # linear warm-up before the exponential decay; 0 disables
     c.train = ml_collections.ConfigDict(dict(
-        num_steps=2400, log_every=25, eval_every=300, checkpoint_every=250, keep_checkpoints=3,
+        num_steps=2400, log_every=25,
+        eval_every=300,         # N > 0: evaluate every N steps and at the end; 0: only at the end; -1: never
+        checkpoint_every=250, keep_checkpoints=3,
         async_checkpoint=True,
         plot_examples=8,        # test predictions drawn in the final PNG grid
         export=True))           # write workdir/export (export.py) at the end
     c.data = ml_collections.ConfigDict(dict(
-        num_threads=1,          # grain threads preparing samples (rendering, video decoding)
-        prefetch=4,             # batches prepared ahead of the training step
+        num_threads=1,          # grain threads preparing samples (rendering, video decoding); 0 = none
+        prefetch=4,             # batches prepared ahead of the training step; 0 = none
         pool_size=16384,        # > 0: render this many multi-view samples once (input_pipeline/pool.py) and re-draw
                                 # their camera roll from C at every use; 0: render every sample on the fly
         resample_roll=True,     # pool only: the exact roll re-sampling (an image rotation about the centre)
@@ -149,4 +156,5 @@ def get_config() -> ml_collections.ConfigDict:
             sequences=(), cameras=(), frame_step=1,  # subset; empty = all
             face_vertices="", landmark_vertices="")),  # vertex-index files (face box; NME definition)
     ))
+    c.predict = predict_config()  # python -m facelift_jax.predict (facelift_jax/predict.py); the model is the export's
     return c

@@ -19,7 +19,15 @@ up. ``keep`` bounds the number of checkpoints on disk (oldest deleted first).
 Restores first compare the stored tree structure and array shapes (orbax's item metadata) with the
 targets and raise a ``ValueError`` naming the item, the checkpoint and what differs: a run resumed
 with another optimizer (e.g. ``optim.clip_norm`` switched on or off) or another model size fails
-with that instead of an orbax tree/tensorstore error.
+with that instead of an orbax tree/tensorstore error (``CheckpointMismatchError``).
+
+A damaged checkpoint (a truncated or missing file, a missing item: a disk that filled up, a copy
+cut short) raises ``DamagedCheckpointError`` naming its folder and what failed. ``restore_latest``
+(training's resume) skips it instead: it moves the damaged folder to ``<directory>/damaged/`` (kept
+for inspection; orbax and the step numbering no longer see it), logs a warning naming the step and
+the reason, and resumes from the newest checkpoint that reads, or — when none does — says so and
+returns None. A save that fails (disk full, I/O error) raises ``CheckpointSaveError`` naming the step,
+the cause and the checkpoints still intact on disk; the partial write never becomes a step folder.
 
 Exports (``save_export``/``load_export``) are what inference needs: the parameters only, as host
 numpy arrays (so they restore on any device topology), plus a JSON metadata file (model config,
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import tempfile
@@ -44,6 +53,25 @@ _ITEM_HANDLERS = {"params": ocp.StandardCheckpointHandler, "opt_state": ocp.Stan
                   "data": ocp.JsonCheckpointHandler, "meta": ocp.JsonCheckpointHandler}
 EXPORT_PARAMS = "params"
 EXPORT_METADATA = "metadata.json"
+DAMAGED_DIR = "damaged"  # <directory>/damaged/<step>: checkpoints that could not be read, moved aside
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint is readable but holds another tree than the one asked for (a config change)."""
+
+
+class CheckpointError(OSError):
+    """A checkpoint or export on disk that cannot be read, or a save that failed."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint (or export) on disk is unreadable or incomplete."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """Writing a checkpoint failed (the checkpoints already on disk are untouched)."""
 
 
 @dataclasses.dataclass
@@ -55,6 +83,8 @@ class Restored:
     opt_state: Any
     data_state: dict | None
     meta: dict
+    # Newer checkpoints that could not be read: (step, reason, where the folder was moved).
+    skipped: tuple[tuple[int, str, str], ...] = ()
 
 
 _HINTS = {
@@ -106,7 +136,15 @@ def _check_item(manager, directory, step: int, item: str, abstract_target) -> No
         return
     if metadata is None:
         return
-    saved = _flat_shapes(getattr(metadata, "tree", metadata))
+    _compare_trees(getattr(metadata, "tree", metadata), abstract_target,
+                   f"cannot restore {item!r} from the checkpoint of step {step} in {directory}",
+                   _HINTS.get(item, "use a new workdir or the old config."))
+
+
+def _compare_trees(saved_tree, abstract_target, what: str, hint: str) -> None:
+    """CheckpointMismatchError ``what: <differences>. Hint: <hint>`` when the key paths or array
+    shapes of the saved tree (orbax metadata) and of ``abstract_target`` differ."""
+    saved = _flat_shapes(saved_tree)
     expected = _flat_shapes(abstract_target)
     only_saved = saved.keys() - expected.keys()
     only_expected = expected.keys() - saved.keys()
@@ -123,8 +161,7 @@ def _check_item(manager, directory, step: int, item: str, abstract_target) -> No
             problems.append(f"only in the expected tree: {_listed(only_expected)}")
     if shapes:
         problems.append(f"{len(shapes)} shape(s) differ: " + _listed(shapes, "; "))
-    raise ValueError(f"cannot restore {item!r} from the checkpoint of step {step} in {directory}: "
-                     + "; ".join(problems) + f". Hint: {_HINTS.get(item, 'use a new workdir or the old config.')}")
+    raise CheckpointMismatchError(f"{what}: " + "; ".join(problems) + f". Hint: {hint}")
 
 
 def _abstract(tree):
@@ -138,6 +175,55 @@ def _abstract(tree):
                                     sharding=sharding)
 
     return jax.tree.map(one, tree)
+
+
+# What reading a damaged checkpoint raises: orbax/tensorstore (ValueError: OUT_OF_RANGE, DATA_LOSS,
+# NOT_FOUND; a tree error when _METADATA is gone; a plain Exception wrapping one of these when an
+# array's bytes are cut short), json (JSONDecodeError), a missing item (KeyError), the file system
+# (OSError). Other types (TypeError, AttributeError, ...) are bugs and propagate.
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError)
+_MAX_REASON = 400
+
+
+def _read_error(exc: BaseException) -> BaseException | None:
+    """The read error behind ``exc`` (itself, or the one a plain ``Exception`` wraps); None for a
+    tree mismatch (a config change, which an older checkpoint would not fix) and for bugs."""
+    if isinstance(exc, (CheckpointMismatchError, CheckpointError)):
+        return None
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, _READ_ERRORS):
+            return exc
+        if type(exc) is not Exception:
+            return None
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line on why a read or write failed: the exception type and its message's first line."""
+    exc = _read_error(exc) or exc
+    message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip()
+    first = message.splitlines()[0] if message else ""
+    if len(first) > _MAX_REASON:  # tensorstore puts the cause (e.g. "No space left on device") last
+        first = first[:_MAX_REASON // 3] + " … " + first[-2 * _MAX_REASON // 3:]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _committed_steps(directory: pathlib.Path) -> list[int]:
+    """Step folders on disk (committed saves; orbax's temporary folders have other names)."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def _damaged(step_dir: pathlib.Path, exc: BaseException, others: list[int]) -> DamagedCheckpointError:
+    hint = (f"other checkpoints there: steps {others}; use one of them (e.g. {step_dir.parent / str(others[-1])})"
+            if others else "there is no other checkpoint in that folder")
+    return DamagedCheckpointError(
+        f"the checkpoint {step_dir} is damaged (a truncated or missing file, or an item missing): {_reason(exc)}. "
+        f"{hint}; training skips a damaged newest checkpoint on its own and resumes from an older one.")
 
 
 class Checkpointer:
@@ -165,21 +251,41 @@ class Checkpointer:
             cleanup_tmp_directories=True,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options, handler_registry=_handler_registry())
+        self._in_flight: int | None = None  # step of the save that wait() has not yet seen finish
+        self._failed = False  # a save failure was raised already (close() does not raise it again)
 
     def should_save(self, step: int) -> bool:
         return step > 0 and step % self.every == 0
 
     def save(self, step: int, params, opt_state, data_state: dict | None, meta: dict, *, wait: bool = False) -> None:
-        """Start saving ``step`` (returns before the write finishes unless ``wait``)."""
+        """Start saving ``step`` (returns before the write finishes unless ``wait``).
+
+        Raises CheckpointSaveError when this save, or the previous one still in flight, fails."""
         args = ocp.args.Composite(
             params=ocp.args.StandardSave(params),
             opt_state=ocp.args.StandardSave(opt_state),
             data=ocp.args.JsonSave(data_state if data_state is not None else {}),
             meta=ocp.args.JsonSave(dict(meta, step=int(step))),
         )
-        self._manager.save(int(step), args=args, force=True)
+        self.wait()  # a failure of the previous (asynchronous) save is reported as that step's
+        self._in_flight = int(step)
+        try:
+            self._manager.save(int(step), args=args, force=True)
+        except Exception as e:
+            raise self._save_failed(e) from e
         if wait:
             self.wait()
+
+    def _save_failed(self, exc: BaseException) -> CheckpointSaveError:
+        step, self._in_flight, self._failed = self._in_flight, None, True
+        on_disk = _committed_steps(self.directory)
+        intact = (f"the checkpoints already on disk are intact (steps {on_disk}), and running again resumes from "
+                  f"step {on_disk[-1]}" if on_disk else "there is no earlier checkpoint, so running again starts "
+                  "from scratch")
+        return CheckpointSaveError(
+            f"saving the checkpoint of step {step} to {self.directory} failed: {_reason(exc)}. The partial write "
+            f"never becomes a step folder and is removed when the directory is next opened; {intact}. "
+            "Free disk space (or fix the cause above) and run again.")
 
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -191,34 +297,94 @@ class Checkpointer:
         """Restore ``step``; ``abstract_*`` are trees of arrays or ShapeDtypeStructs (with shardings)
         giving the structure, dtypes and placement of the result.
 
-        Raises ValueError (naming the item, step and directory) when the saved params or optimizer
-        state differ from the targets in tree structure or array shapes."""
+        Raises CheckpointMismatchError (a ValueError naming the item, step and directory) when the
+        saved params or optimizer state differ from the targets in tree structure or array shapes;
+        DamagedCheckpointError (naming the step folder and the failure) when the checkpoint cannot
+        be read."""
         if step not in self._manager.all_steps():
             raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}")
         abstract_params, abstract_opt = _abstract(abstract_params), _abstract(abstract_opt)
         _check_item(self._manager, self.directory, step, "params", abstract_params)
         _check_item(self._manager, self.directory, step, "opt_state", abstract_opt)
-        out = self._manager.restore(int(step), args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_params),
-            opt_state=ocp.args.StandardRestore(abstract_opt),
-            data=ocp.args.JsonRestore(),
-            meta=ocp.args.JsonRestore(),
-        ))
+        try:
+            out = self._manager.restore(int(step), args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(abstract_params),
+                opt_state=ocp.args.StandardRestore(abstract_opt),
+                data=ocp.args.JsonRestore(),
+                meta=ocp.args.JsonRestore(),
+            ))
+            meta = dict(out["meta"])
+        except Exception as e:
+            if _read_error(e) is None:
+                raise
+            raise _damaged(self.directory / str(step), e, [s for s in self.all_steps() if s != step]) from e
         data = out["data"] or None
         return Restored(step=int(step), params=out["params"], opt_state=out["opt_state"], data_state=data,
-                        meta=dict(out["meta"]))
+                        meta=meta)
 
     def restore_latest(self, abstract_params, abstract_opt) -> Restored | None:
-        """The newest complete checkpoint, or None if there is none (ValueError as in ``restore``)."""
-        step = self.latest_step()
-        return None if step is None else self.restore(step, abstract_params, abstract_opt)
+        """The newest checkpoint that reads, or None if there is none (CheckpointMismatchError as in
+        ``restore``: a config change is the user's to fix, not something to skip).
+
+        Damaged checkpoints met on the way (newest first) are moved to ``<directory>/damaged/`` and
+        listed in the result's ``skipped`` and in a warning; without a readable one the warning says
+        that training starts from scratch."""
+        skipped = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                restored = self.restore(step, abstract_params, abstract_opt)
+            except DamagedCheckpointError as e:
+                reason = _reason(e.__cause__ if e.__cause__ is not None else e)
+                skipped.append((step, reason, str(self._quarantine(step))))
+                continue
+            if skipped:
+                log.warning("resuming from the checkpoint of step %d in %s: skipped the newer, unreadable %s",
+                            step, self.directory, _skipped_text(skipped))
+            return dataclasses.replace(restored, skipped=tuple(skipped))
+        if skipped:
+            log.warning("no readable checkpoint in %s, so training starts from scratch (step 0): %s",
+                        self.directory, _skipped_text(skipped))
+        return None
+
+    def _quarantine(self, step: int) -> pathlib.Path:
+        """Move the step folder to ``damaged/<step>`` (``<step>.1``, … if taken) so that orbax no
+        longer lists it and the new run can save that step again. Returns the new place."""
+        source = self.directory / str(step)
+        target = self.directory / DAMAGED_DIR / str(step)
+        n = 0
+        while target.exists():
+            n += 1
+            target = self.directory / DAMAGED_DIR / f"{step}.{n}"
+        if ocp.multihost.is_primary_host(0):
+            try:
+                target.parent.mkdir(exist_ok=True)
+                os.replace(source, target)
+            except OSError as e:
+                raise DamagedCheckpointError(
+                    f"the checkpoint {source} is damaged and could not be moved aside to {target} ({_reason(e)}); "
+                    "move or delete it yourself, then run again to resume from the newest readable one") from e
+        ocp.multihost.sync_global_processes(f"facelift_quarantine_{step}_{n}")
+        self._manager.reload()
+        return target
 
     def wait(self) -> None:
-        """Block until any save in flight is committed."""
-        self._manager.wait_until_finished()
+        """Block until any save in flight is committed (CheckpointSaveError if it failed)."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:
+            raise self._save_failed(e) from e
+        self._in_flight = None
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        """Wait for the save in flight, then release orbax's threads. A failed save raises
+        CheckpointSaveError here unless it was raised already (by ``save``/``wait``)."""
+        if self._failed:
+            try:  # orbax re-raises the failed save on every wait; it was reported once already
+                self._manager.close()
+            except Exception:  # noqa: BLE001
+                pass
+            return
+        self.wait()
         self._manager.close()
 
     def __enter__(self):
@@ -226,6 +392,10 @@ class Checkpointer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _skipped_text(skipped) -> str:
+    return "; ".join(f"step {step} ({reason}; moved to {moved})" for step, reason, moved in skipped)
 
 
 def _read_only_options():
@@ -243,8 +413,10 @@ def latest_step(checkpoint_dir) -> int | None:
 
 
 def restore_params(checkpoint_dir, abstract_params, step: int | None = None):
-    """Only the ``params`` item of a training checkpoint (the newest one unless ``step``); ValueError
-    when its structure or shapes differ from ``abstract_params``."""
+    """Only the ``params`` item of a training checkpoint (the newest one unless ``step``);
+    CheckpointMismatchError (a ValueError) when its structure or shapes differ from
+    ``abstract_params``, DamagedCheckpointError (naming the step folder, the failure and the other
+    steps there) when it cannot be read. No fallback: evaluation and export use what was asked for."""
     checkpoint_dir = pathlib.Path(checkpoint_dir).absolute()
     if not checkpoint_dir.is_dir():
         raise FileNotFoundError(f"checkpoint directory {checkpoint_dir} does not exist")
@@ -256,8 +428,13 @@ def restore_params(checkpoint_dir, abstract_params, step: int | None = None):
                 f"no complete checkpoint{'' if step is None else f' for step {step}'} in {checkpoint_dir}")
         abstract_params = _abstract(abstract_params)
         _check_item(manager, checkpoint_dir, step, "params", abstract_params)
-        out = manager.restore(int(step), args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_params)))
+        try:
+            out = manager.restore(int(step), args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(abstract_params)))
+        except Exception as e:
+            if _read_error(e) is None:
+                raise
+            raise _damaged(checkpoint_dir / str(step), e, [s for s in manager.all_steps() if s != step]) from e
         return out["params"]
 
 
@@ -298,21 +475,42 @@ def save_export(directory, params, metadata: dict) -> pathlib.Path:
     return directory
 
 
+def _check_export(ckpt, directory: pathlib.Path, abstract_params) -> None:
+    """As ``_check_item`` for an export's parameters (so that a tree mismatch is not taken for damage)."""
+    try:
+        tree = ckpt.metadata(directory / EXPORT_PARAMS).item_metadata.tree
+    except Exception:  # noqa: BLE001 — unreadable metadata: the restore reports it
+        return
+    _compare_trees(tree, abstract_params, f"cannot restore the parameters of the export {directory}",
+                   "the model described by its metadata.json differs from the saved parameters; export it again.")
+
+
 def load_export(directory, abstract_params=None):
     """``(params, metadata)`` from ``save_export``'s directory.
 
     Without ``abstract_params`` the parameters come back as numpy arrays in nested dicts (digit
-    keys turned back into ints, as in nnx pure dicts); with it, in its structure and shardings.
+    keys turned back into ints, as in nnx pure dicts); with it, in its structure and shardings
+    (CheckpointMismatchError when the saved tree differs). DamagedCheckpointError, naming the
+    export, when a file of it is truncated or missing.
     """
     directory = pathlib.Path(directory).absolute()
     meta_path = directory / EXPORT_METADATA
     if not meta_path.is_file() or not (directory / EXPORT_PARAMS).is_dir():
         raise FileNotFoundError(f"{directory} is not a complete export (needs {EXPORT_PARAMS}/ and {EXPORT_METADATA})")
-    metadata = json.loads(meta_path.read_text())
-    with ocp.StandardCheckpointer() as ckpt:
-        if abstract_params is None:
-            raw = ckpt.restore(directory / EXPORT_PARAMS)
-            params = _restore_int_keys(jax.tree.map(np.asarray, raw))
-        else:
-            params = ckpt.restore(directory / EXPORT_PARAMS, _abstract(abstract_params))
+    try:
+        metadata = json.loads(meta_path.read_text())
+        with ocp.StandardCheckpointer() as ckpt:
+            if abstract_params is None:
+                raw = ckpt.restore(directory / EXPORT_PARAMS)
+                params = _restore_int_keys(jax.tree.map(np.asarray, raw))
+            else:
+                abstract_params = _abstract(abstract_params)
+                _check_export(ckpt, directory, abstract_params)
+                params = ckpt.restore(directory / EXPORT_PARAMS, abstract_params)
+    except Exception as e:
+        if _read_error(e) is None:
+            raise
+        raise DamagedCheckpointError(
+            f"the export {directory} is damaged (a truncated or missing file): {_reason(e)}. Export it again: "
+            f"python -m facelift_jax.export --checkpoint WORKDIR --out {directory}") from e
     return params, metadata

@@ -44,7 +44,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from facelift_jax import export
+from facelift_jax import config_check, export, logs
 from facelift_jax import landmarks as lm
 from facelift_jax import metrics
 from facelift_jax import workdir as workdir_lib
@@ -335,7 +335,7 @@ def evaluate(predictor_or_model, dataset, out_dir, *, config=None, data_dir=None
     """
     if config is None and not isinstance(dataset, EvalSet):
         config = workdir_lib.default_config()
-    bs = int(batch_size or (config.eval.get("batch_size", 16) if config is not None else 16))
+    bs = int(batch_size or (config.eval.batch_size if config is not None else 16))
     predictor = _as_predictor(predictor_or_model, config, bs)
     if not isinstance(dataset, EvalSet):
         dataset = load_dataset(dataset, config, data_dir=data_dir)
@@ -351,7 +351,7 @@ def evaluate(predictor_or_model, dataset, out_dir, *, config=None, data_dir=None
     files["markdown"].write_text(markdown_table(report, model_name, dataset.name))
     write_csv(files["csv"], run, report)
     if num_examples is None:
-        num_examples = int(config.eval.get("num_examples", 4)) if config is not None else 4
+        num_examples = int(config.eval.num_examples) if config is not None else 4
     plot_examples(files["examples"], dataset, run, report, num_examples)
     summary = {"dataset": dataset.name, **_json_ready(report), "skipped": run["skipped"],
                "files": {k: str(v) for k, v in files.items()}}
@@ -359,6 +359,7 @@ def evaluate(predictor_or_model, dataset, out_dir, *, config=None, data_dir=None
     return summary
 
 
+@logs.main_guard
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facelift_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="export dir, training workdir, checkpoints/ or <step>/")
@@ -379,24 +380,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--points", type=int, choices=(98, 68), default=None,
                    help="landmarks in the table (default: the set's; 68 on the synthetic set = the 68 subset)")
     p.add_argument("--no-progress", action="store_true")
-    argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
+    logs.add_verbosity(p)
+    with logs.user_input():
+        argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)
-    config = workdir_lib.load_config(args.config) if args.config else None
+    with logs.session("evaluate", args.verbosity) as session:
+        return _run(args, assignments, session)
+
+
+def _run(args, assignments: list[str], session) -> int:
+    """The command after parsing: inputs and config resolved and checked first, then the work."""
     ckpt = pathlib.Path(args.checkpoint)
     if not ckpt.exists():
-        print(f"error: --checkpoint {ckpt} does not exist", file=sys.stderr)
-        return 2
-    model, metadata, config, workdir = load_model(ckpt, config=config)
+        raise config_check.input_error("--checkpoint", str(ckpt), "no such folder; give an export, a training "
+                                       "workdir, its checkpoints/ or one <step>/ folder")
+    workdir = None
+    if not (ckpt / "metadata.json").is_file():
+        with logs.user_input("--checkpoint", str(ckpt)):
+            workdir, _ = workdir_lib.locate_checkpoint(ckpt)
     # A training workdir's data/ and config.json serve its export (<workdir>/export) too.
     home = workdir if workdir is not None else ckpt.resolve().parent
-    if config is None and (home / workdir_lib.CONFIG_FILE).is_file():
-        config = workdir_lib.load_config(home / workdir_lib.CONFIG_FILE)
-    config = config if config is not None else workdir_lib.default_config()
-    workdir_lib.override(config, assignments)  # the model itself comes from the checkpoint or export
+    with logs.user_input("--config", args.config):
+        if args.config:
+            config = workdir_lib.load_config(args.config)
+        elif (home / workdir_lib.CONFIG_FILE).is_file():
+            config = workdir_lib.load_config(home / workdir_lib.CONFIG_FILE)
+        else:
+            config = workdir_lib.default_config()
+    with logs.user_input():
+        workdir_lib.override(config, assignments)
     ev = config.eval
-    for key, value in (("limit", args.limit), ("crop_scale", args.crop_scale)):
+    for key, value in (("limit", args.limit), ("crop_scale", args.crop_scale), ("data", args.data),
+                       ("batch_size", args.batch_size)):
         if value is not None:
             ev[key] = value
     if args.landmark_embedding:
@@ -407,17 +422,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(value, list):  # keep the field's own sequence type (a JSON config has lists)
                 value = type(ev.multiface.get(key, ()))(value)
             ev.multiface[key] = value
-    spec = args.data or ev.get("data", "synthetic")
+    try:
+        config_check.check(config, "evaluate")
+    except config_check.ConfigError as e:  # name the flag the user typed, not the field it sets
+        flag = {"eval.data": "--data", "eval.limit": "--limit", "eval.crop_scale": "--crop-scale",
+                "eval.batch_size": "--batch-size"}.get(e.field)
+        if flag and getattr(args, flag[2:].replace("-", "_")) is not None:
+            raise config_check.input_error(flag, e.value, e.need) from e
+        raise
+    spec = ev.data
     data_dir = home / "data" if (home / "data").is_dir() else None
     # Default output: beside the export, or in the training workdir (never inside Orbax's step folders).
     out = pathlib.Path(args.out) if args.out else (workdir or ckpt) / "eval" / spec.split(":")[0]
+    session.log_to(workdir or (home if (home / workdir_lib.CONFIG_FILE).is_file() else out))
+    model, metadata, _, _ = load_model(ckpt, config=config if workdir is not None else None)
     kind, _, arg = spec.partition(":")
     if kind.lower() == "synthetic" and args.points in (None, 98):
-        try:
-            limit = int(arg or ev.get("limit", 0))
-        except ValueError:
-            print(f"error: data spec {spec!r}: 'synthetic:N' needs an integer N", file=sys.stderr)
-            return 2
+        limit = int(arg or ev.limit)  # an integer: config_check
         summary = evaluate_heldout(model, out, config=config, data_dir=data_dir, limit=limit,
                                    batch_size=args.batch_size)
     else:

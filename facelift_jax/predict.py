@@ -3,12 +3,14 @@
     python -m facelift_jax.predict INPUT... --model EXPORT_DIR --out OUT_DIR
 
 INPUT: image files (png, jpg, ...), video files (mp4, avi, mov, mkv, ...) or folders of them,
-read by ``facelift_jax.media`` (the project's one policy: grayscale and 16-bit images are
-converted to 8-bit RGB). Per image ``<stem>.json`` + ``<stem>.npz`` + ``<stem>_overlay.png``; per
-video ``<stem>.json`` (summary) + ``<stem>.npz`` (per-frame arrays) + ``<stem>_overlay.mp4``. A
-file that fails (missing, not a readable image or video, an unsupported pixel format, an empty
-video, an unwritable output) is reported and skipped; any other error stops the run. The exit
-status is the number of failed inputs (capped at 125).
+read by ``facelift_jax.media`` (the project's one policy: grayscale, 16-bit, alpha and CMYK images
+are converted to 8-bit RGB, EXIF orientation applied). Per image ``<stem>.json`` + ``<stem>.npz`` +
+``<stem>_overlay.png``; per video ``<stem>.json`` (summary) + ``<stem>.npz`` (per-frame arrays) +
+``<stem>_overlay.mp4``. A file that fails (missing, empty, truncated, not an image or video, an
+unsupported pixel format, smaller than 8×8 or above ``media.MAX_IMAGE_PIXELS``, a video without a
+frame, an unwritable output) gets a one-line error on the console and in ``failures.txt`` in the
+output directory (``<input>: <reason>`` per line; absent when all succeed) and is skipped; any
+other error stops the run. The exit status is the number of failed inputs (capped at 125).
 
 Face crop: the model was trained on renders framed like EG3D's (face centred, landmark box
 ≈ 55–75 % of the side). A face box comes from the MediaPipe bridge (``bridges.mediapipe``, needs
@@ -43,15 +45,28 @@ from flax import nnx
 from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
+from facelift_jax import checkpointing, config_check, logs, media
 from facelift_jax import export as export_lib
 from facelift_jax import landmarks as lm
-from facelift_jax import media
+from facelift_jax import workdir as workdir_lib
 from facelift_jax.batching import next_power_of_two, pad_batch
 from facelift_jax.evaluation.datasets.base import square_box
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CROP_SCALE = 1.0 / 0.65  # crop side / face-landmark box side (renders: box ≈ 65 % of the side)
+
+
+def default_config():
+    """The ``predict`` config section (``configs/default.py`` takes it from here): what the command
+    line's ``--config.predict.x=v`` (or ``--crop-scale``, ``--batch-size``, ``--detector``) sets."""
+    import ml_collections
+
+    return ml_collections.ConfigDict(dict(
+        crop_scale=DEFAULT_CROP_SCALE,  # model input side / face box longer side (MediaPipe box)
+        batch_size=16,                  # images (video frames) per jitted call
+        detector="auto",                # face boxes: "auto" (MediaPipe when installed), "mediapipe", "none"
+    ))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,7 +148,7 @@ def check_image(image, name: str = "image") -> np.ndarray:
     if image.dtype != np.uint8:
         raise ValueError(f"{name} must be uint8, got {image.dtype}")
     if min(image.shape[:2]) < 8:
-        raise ValueError(f"{name} is too small: {image.shape[1]}×{image.shape[0]} pixels")
+        raise ValueError(f"{name} is too small: {image.shape[1]}×{image.shape[0]} pixels (at least 8×8 needed)")
     return image
 
 
@@ -370,7 +385,7 @@ def _json_entry(r: PredictionResult, index: int) -> dict:
 
 
 def predict_image(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path) -> dict:
-    image = check_image(media.read_image(path), str(path))
+    image = check_image(media.read_image(path), "the image")
     box, source = cropper.box(image)
     result = predictor.predict_crops([image], box[None])
     entry = {"input": str(path), "kind": "image", "width": image.shape[1], "height": image.shape[0],
@@ -381,30 +396,92 @@ def predict_image(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
     return entry
 
 
+def _video_filter_observation(result: "PredictionResult", valid: np.ndarray):
+    """The temporal filter's measurements of a batch of frames: the model's covariances as the 2D
+    noise, their lift to 3D at the crop's scale (temporal.lift_variance_3d)."""
+    from facelift_jax import temporal
+
+    side = result.crop_boxes[:, 2] - result.crop_boxes[:, 0]
+    var3 = temporal.lift_variance_3d(result.covariances, result.landmarks3d, result.rotation, result.translation,
+                                     side)
+    return temporal.observation(result.landmarks2d, result.covariances, result.landmarks3d, result.rotation,
+                                result.translation, variance3d=var3, valid=valid)
+
+
+def _track_box(cropper: "FaceCropper", frame: np.ndarray, roi) -> tuple[np.ndarray | None, object]:
+    """MediaPipe's tracking: the face mesh on the previous frame's crop ``roi`` (no detection).
+    Returns (square crop box, new roi), or (None, None) when there is no roi or the face is lost."""
+    det = cropper.detector
+    if det is None or roi is None or not hasattr(det, "landmarks_from_roi"):
+        return None, None
+    points, presence, roi = det.landmarks_from_roi(frame, roi)
+    if presence < det.min_presence:
+        return None, None
+    pts = np.asarray(det.landmarks98(frame, points), np.float64)
+    return square_box(np.concatenate([pts.min(0), pts.max(0)]), cropper.crop_scale), roi
+
+
 def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, filter: str = "kalman") -> dict:
+    """Predict every frame of a video, tracking the face and filtering over time.
+
+    Face boxes: MediaPipe's tracking (the mesh on the previous frame's crop) while the face is
+    held, detection otherwise, the previous box when nothing is found. ``filter``: "kalman" (the
+    model's covariances as measurement noise), "one_euro" or "none" (facelift_jax.temporal, its
+    default parameters at the video's frame rate); frames where the detector found no face are
+    predicted, not measured. The overlay shows the filtered points; ``<stem>.npz`` holds the raw
+    arrays under their usual names and the filtered ones as ``filtered_<name>`` plus ``filter``;
+    the JSON says which filter ran with which parameters.
+    """
+    from facelift_jax import rotation as rotation_lib
+    from facelift_jax import temporal
+
     total, fps = media.video_properties(path)
-    writer, results, sources = None, [], []
+    config = temporal.FilterConfig(kind=filter, fps=float(fps) if fps and fps > 0 else 25.0)
+    state = temporal.init(98)
+    writer, results, filtered, sources = None, [], [], []
+    roi = None
     overlay_path = out_dir / f"{path.stem}_overlay.mp4"
     bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
     try:
         for frames in media.iter_video(path, predictor.batch_size):
             boxes = []
             for f in frames:
-                last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
-                b, s = cropper.box(f, previous=last if sources and sources[-1] != "whole-image" else None)
+                b, roi = _track_box(cropper, f, roi)
+                s = "tracked"
+                if b is None and hasattr(cropper.detector, "landmarks_from_roi"):
+                    faces = cropper.detector.detect(f)
+                    if faces:  # the detection's crop starts the tracking
+                        pts = np.asarray(faces[0]["landmarks98"], np.float64)
+                        b = square_box(np.concatenate([pts.min(0), pts.max(0)]), cropper.crop_scale)
+                        s, roi = "mediapipe", faces[0].get("roi")
+                    else:
+                        last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
+                        held = last is not None and sources[-1] != "whole-image"
+                        b, s = (last, "previous") if held else (whole_image_box(*f.shape[:2]), "whole-image")
+                elif b is None:
+                    last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
+                    b, s = cropper.box(f, previous=last if sources and sources[-1] != "whole-image" else None)
                 boxes.append(b)
                 sources.append(s)
             result = predictor.predict_crops(frames, np.stack(boxes))
             results.append(result)
+            # a frame without a found face (whole image while a detector runs) is not a measurement
+            valid = np.array([not (cropper.detector is not None and s == "whole-image")
+                              for s in sources[-len(frames):]])
+            state, out = temporal.run(config, state, _video_filter_observation(result, valid))
+            out = {k: np.asarray(v) for k, v in out.items()}
+            smooth = dataclasses.replace(result, **out, euler_degrees=np.asarray(rotation_lib.euler_degrees(
+                out["rotation"])))
+            filtered.append(smooth)
             if writer is None:
                 h, w = frames[0].shape[:2]
                 writer = cv2.VideoWriter(str(overlay_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 if not writer.isOpened():
                     raise OSError(f"could not open {overlay_path} for writing")
             for i, f in enumerate(frames):
-                writer.write(cv2.cvtColor(draw_overlay(f, result, i, label=f"frame {len(sources) - len(frames) + i}"),
-                                          cv2.COLOR_RGB2BGR))
+                label = f"frame {len(sources) - len(frames) + i} {filter}"
+                writer.write(cv2.cvtColor(draw_overlay(f, smooth, i, label=label), cv2.COLOR_RGB2BGR))
             bar.update(len(frames))
     finally:
         bar.close()
@@ -414,10 +491,14 @@ def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
         overlay_path.unlink(missing_ok=True)
         raise ValueError("empty video: no frame could be decoded")
     result = PredictionResult.concatenate(results)
-    np.savez(out_dir / f"{path.stem}.npz", **result.arrays())
+    smooth = PredictionResult.concatenate(filtered)
+    np.savez(out_dir / f"{path.stem}.npz", **result.arrays(),
+             **{f"filtered_{k}": v for k, v in smooth.arrays().items() if k != "crop_boxes"}, filter=np.array(filter))
     summary = {"input": str(path), "kind": "video", "frames": len(result),
                "face_source": {s: sources.count(s) for s in sorted(set(sources))},
+               "filter": config.describe(),
                "yaw_pitch_roll_degrees_mean": _rounded(result.euler_degrees.mean(0), 3),
+               "filtered_yaw_pitch_roll_degrees_mean": _rounded(smooth.euler_degrees.mean(0), 3),
                "arrays": f"{path.stem}.npz", "overlay": overlay_path.name}
     (out_dir / f"{path.stem}.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -436,8 +517,9 @@ def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
 
 
 def run(inputs: Sequence[str], model_dir, out_dir, *, detector: str = "auto", crop_scale: float = DEFAULT_CROP_SCALE,
-        batch_size: int = 16, progress: bool = True) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Predict every input; returns (successful entries, [(input, error message)])."""
+        batch_size: int = 16, progress: bool = True, filter: str = "kalman") -> tuple[list[dict], list[tuple[str, str]]]:
+    """Predict every input; returns (successful entries, [(input, one-line error)]), the latter also
+    written to ``out_dir/failures.txt`` (removed when nothing failed)."""
     predictor = Predictor.load(model_dir, batch_size=batch_size)
     cropper = FaceCropper(detector, crop_scale)
     out_dir = pathlib.Path(out_dir)
@@ -451,33 +533,70 @@ def run(inputs: Sequence[str], model_dir, out_dir, *, detector: str = "auto", cr
             if not path.is_file():
                 raise FileNotFoundError("no such file")
             if media.is_video(path):
-                done.append(predict_video(predictor, cropper, path, out_dir, progress))
+                done.append(predict_video(predictor, cropper, path, out_dir, progress, filter=filter))
             else:
                 done.append(predict_image(predictor, cropper, path, out_dir))
         except (ValueError, OSError) as e:  # a bad or unwritable file must not stop the others; a bug does
-            msg = e.reason if isinstance(e, media.MediaError) else str(e)
+            msg = " ".join((e.reason if isinstance(e, media.MediaError) else str(e)).split())  # one line
             failed.append((str(path), msg))
             tqdm.write(f"error: {path}: {msg}", file=sys.stderr)
+    failures = out_dir / "failures.txt"
+    failures.unlink(missing_ok=True)  # a stale list from an earlier run would blame files that now succeed
+    if failed:
+        failures.write_text("".join(f"{path}: {msg}\n" for path, msg in failed))
     return done, failed
 
 
+@logs.main_guard
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facelift_jax.predict", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files or folders")
     p.add_argument("--model", required=True, help="export directory (python -m facelift_jax.export)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--detector", default="auto", choices=("auto", "mediapipe", "none"),
-                   help="face box source (default: MediaPipe bridge when available, else the whole image)")
-    p.add_argument("--crop-scale", type=float, default=DEFAULT_CROP_SCALE,
-                   help="model input side / face landmark box side (default %(default).3f)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--detector", default=None, choices=("auto", "mediapipe", "none"),
+                   help="face box source (default: config.predict.detector, 'auto': MediaPipe bridge when "
+                        "available, else the whole image)")
+    p.add_argument("--crop-scale", type=float, default=None,
+                   help=f"model input side / face landmark box side (default: config.predict.crop_scale, "
+                        f"{DEFAULT_CROP_SCALE:.3f})")
+    p.add_argument("--batch-size", type=int, default=None, help="default: config.predict.batch_size (16)")
+    p.add_argument("--config", default=None, help="config .py[:arg]/.json whose predict section is used (default: "
+                   "configs/default.py); --config.predict.x=v overrides a field. The model comes from --model.")
+    p.add_argument("--filter", default="kalman", choices=("kalman", "one_euro", "none"),
+                   help="videos: temporal filter of the landmarks and pose (default %(default)s: the model's "
+                        "covariances as measurement noise; see facelift_jax.temporal)")
     p.add_argument("--no-progress", action="store_true")
+    logs.add_verbosity(p)
+    with logs.user_input():
+        argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)
-    done, failed = run(args.inputs, args.model, args.out, detector=args.detector, crop_scale=args.crop_scale,
-                       batch_size=args.batch_size, progress=not args.no_progress)
+    with logs.session("predict", args.verbosity) as session:
+        with logs.user_input("--config", args.config):
+            config = workdir_lib.load_config(args.config) if args.config else workdir_lib.default_config()
+        with logs.user_input():
+            workdir_lib.override(config, assignments)
+        if "predict" not in config:  # a config (a workdir's config.json) from before the section existed
+            config.predict = default_config()
+        flags = {"crop_scale": "--crop-scale", "batch_size": "--batch-size", "detector": "--detector"}
+        for key, flag in flags.items():
+            if getattr(args, key) is not None:
+                config.predict[key] = getattr(args, key)
+        try:
+            config_check.check(config, "predict")
+        except config_check.ConfigError as e:  # name the flag the user typed, not the field it sets
+            key = e.field.removeprefix("predict.")
+            if key in flags and getattr(args, key) is not None:
+                raise config_check.input_error(flags[key], e.value, e.need) from e
+            raise
+        model = pathlib.Path(args.model)
+        if not (model / checkpointing.EXPORT_METADATA).is_file():
+            raise config_check.input_error("--model", args.model, "not an export (no metadata.json); make one with "
+                                           "python -m facelift_jax.export --checkpoint WORKDIR --out DIR")
+        session.log_to(args.out)
+        pc = config.predict
+        done, failed = run(args.inputs, model, args.out, detector=pc.detector, crop_scale=float(pc.crop_scale),
+                           batch_size=int(pc.batch_size), progress=not args.no_progress, filter=args.filter)
     print(f"{len(done)} input(s) done, {len(failed)} failed; outputs in {args.out}")
     for path, msg in failed:
         print(f"  failed: {path}: {msg}", file=sys.stderr)

@@ -6,7 +6,8 @@ optimizer (Adam, ×decay_rate every decay_epochs) → resume from the newest che
 periodic evaluation and checkpoints) → final evaluation, plots and the export.
 
 Workdir layout: ``config.json``, ``data/`` (preprocessing output and the cached test set),
-``checkpoints/``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``plots/``, ``eval/``, ``export/``.
+``checkpoints/``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``plots/``, ``eval/``, ``export/``,
+``logs/train.log`` (every log line, also the libraries' that the console leaves out: facelift_jax/logs.py).
 
 Data parallelism: one mesh axis "data" over every device of every host; batches are sharded on
 it, parameters and optimizer state replicated, so gradients are averaged by XLA's all-reduce.
@@ -34,7 +35,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from facelift_jax import batching, checkpointing, losses, views
+from facelift_jax import batching, checkpointing, config_check, losses, views
 from facelift_jax import input_pipeline
 from facelift_jax.evaluation import evaluator as evaluation
 from facelift_jax.model import build_model
@@ -55,7 +56,7 @@ def learning_rate_schedule(optim, steps_per_epoch: int) -> optax.Schedule:
     decay = optax.exponential_decay(
         init_value=float(optim.learning_rate), transition_steps=max(int(optim.decay_epochs * steps_per_epoch), 1),
         decay_rate=float(optim.decay_rate), staircase=True)
-    warmup = int(optim.get("warmup_steps", 0))
+    warmup = int(optim.warmup_steps)
     if warmup <= 0:
         return decay
     ramp = optax.linear_schedule(0.0, float(optim.learning_rate), warmup)
@@ -63,7 +64,7 @@ def learning_rate_schedule(optim, steps_per_epoch: int) -> optax.Schedule:
 
 
 def make_optimizer(optim, schedule) -> optax.GradientTransformation:
-    clip = float(optim.get("clip_norm", 0.0))
+    clip = float(optim.clip_norm)
     adam = optax.adam(schedule)
     return optax.chain(optax.clip_by_global_norm(clip), adam) if clip > 0 else adam
 
@@ -154,10 +155,8 @@ class Placement:
 
 
 def check_batch_divisible(config, num_devices: int) -> None:
-    for name in BRANCHES:
-        n = int(config.batch[name])
-        if n % num_devices:
-            raise ValueError(f"batch.{name}={n} must be a multiple of the {num_devices} devices (data parallel)")
+    """Batch sizes must be multiples of the device count (ConfigError otherwise; config_check)."""
+    config_check.check(config, "train", num_devices=num_devices)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,12 +208,8 @@ def prepare_data(config, workdir: pathlib.Path) -> pathlib.Path:
 
 
 def check_config(config) -> None:
-    section = {"vit": "vit", "efficientnet_lite0": "efficientnet"}.get(config.model.encoder)
-    if section and int(config.model[section].image_size) != int(config.image_size):
-        raise ValueError(f"model.{section}.image_size={config.model[section].image_size} differs from "
-                         f"image_size={config.image_size}")
-    if int(config.train.num_steps) < 1:
-        raise ValueError(f"train.num_steps must be >= 1, got {config.train.num_steps}")
+    """The training stage's config check (facelift_jax/config_check.py), batch sizes against the devices."""
+    config_check.check(config, "train", num_devices=jax.device_count(), process_count=jax.process_count())
 
 
 @dataclasses.dataclass
@@ -242,8 +237,11 @@ def create_train_state(config, template, steps_per_epoch: int, placement: Placem
 
 
 def restore_train_state(ckpt: checkpointing.Checkpointer, state: TrainState, placement: Placement):
-    """(state, data iterator state) from the newest checkpoint; unchanged state and None if none.
-    Targets come from jax.eval_shape, placed replicated on the mesh."""
+    """(state, data iterator state) from the newest readable checkpoint; unchanged state and None if
+    none. A damaged newer checkpoint (truncated or missing file, missing item) is moved to
+    ``checkpoints/damaged/`` with a warning naming it and why (``Checkpointer.restore_latest``); a
+    config that no longer matches the checkpoints raises instead. Targets come from jax.eval_shape,
+    placed replicated on the mesh."""
     def abstract(tree):
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.replicated), tree)
 
@@ -332,7 +330,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     data_dir = prepare_data(config, workdir)
     placement = Placement.create()
-    check_batch_divisible(config, jax.device_count())
     template = input_pipeline.load_template(data_dir)
     steps_per_epoch = input_pipeline.steps_per_epoch(config, data_dir)
 
@@ -341,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
     train_step = make_train_step(state.graphdef, state.tx, state.schedule, config.loss, normals)
     ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep=int(config.train.keep_checkpoints),
                                       every=int(config.train.checkpoint_every),
-                                      async_save=bool(config.train.get("async_checkpoint", True)))
+                                      async_save=bool(config.train.async_checkpoint))
     state, data_state = restore_train_state(ckpt, state, placement)
     batches = input_pipeline.train_iterator(config, data_dir, process_index=jax.process_index(),
                                       process_count=jax.process_count(), state=data_state)
@@ -366,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
     if is_main and evaluator:
         results["plots"] = evaluator.write_report(results, workdir)
         results["categories"] = category_tables(evaluator, results, workdir)
-    if is_main and config.train.get("export", True):
+    if is_main and config.train.export:
         results["export"] = str(export(workdir))
     return results
 
@@ -380,7 +377,7 @@ def category_tables(evaluator: evaluation.Evaluator, results: dict, workdir: pat
 def load_pretrained(config, model) -> None:
     """Encoder weights named by ``config.model.pretrained`` ("" = from scratch), via the torch bridge:
     EfficientNet-Lite0 ("imagenet" or a .pth) for ``encoder="efficientnet_lite0"``, FaRL/CLIP otherwise."""
-    path = config.model.get("pretrained", "")
+    path = config.model.pretrained
     if not path:
         return
     if config.model.encoder == "efficientnet_lite0":
@@ -404,31 +401,91 @@ def export(workdir: pathlib.Path) -> pathlib.Path:
 # Command line
 # ----------------------------------------------------------------------------------------------
 
-def main(argv) -> None:
+def final_report(results: dict, wall_seconds: float, log_file=None) -> str:
+    """The table ``train`` ends with: held-out metrics of the model beside both baselines (×100 for
+    NME / NMLC), the wall time, and where the pictures, tables, export and log are."""
+    rows = [("multiview", "nmlc", "multi-view NMLC (full)"), ("multiview", "nme", "multi-view NME (full)"),
+            ("multiview", "pose_error_deg", "multi-view pose error (°)"),
+            ("multiview", "landmarks3d_nme", "multi-view 3D error (% IOD)"),
+            ("multiframe", "nme", "video frames NME (full)"), ("multiframe", "pose_error_deg", "video frames pose error (°)")]
+
+    def cell(method: dict | None, part: str, metric: str) -> str:
+        value = ((method or {}).get(part) or {}).get(metric)
+        if isinstance(value, dict):
+            value = value.get("full")
+        return "–" if value is None else f"{float(value):.2f}"
+
+    lines = [f"{'held-out':30s} {'model':>8s} {'2D detector + PnP':>18s} {'template, true pose':>20s}"] \
+        if any(part in results for part, _, _ in rows) else []
+    for part, metric, label in rows:
+        if part in results:
+            lines.append(f"{label:30s} {cell(results, part, metric):>8s} "
+                         f"{cell(results.get('detector_baseline'), part, metric):>18s} "
+                         f"{cell(results.get('baseline'), part, metric):>20s}")
+    minutes, seconds = divmod(int(round(wall_seconds)), 60)
+    speed = f", {results['images_per_second']:.1f} training images/s" if results.get("images_per_second") else ""
+    lines.append(f"wall time {minutes} min {seconds:02d} s{speed}")
+    plots = results.get("plots") or {}
+    where = [("pictures", ", ".join(str(v) for v in plots.values()) if plots else None),
+             ("tables", results.get("categories")), ("export", results.get("export")), ("log", log_file)]
+    lines += [f"{name + ':':10s}{value}" for name, value in where if value]
+    return "\n".join(lines)
+
+
+def main(argv, flag_values=None) -> int:
+    """``python -m facelift_jax.train``'s work once its flags are parsed (absl ``FLAGS`` or ``flag_values``)."""
     from absl import flags
 
+    from facelift_jax import logs
+
     del argv
-    FLAGS = flags.FLAGS
+    FLAGS = flag_values if flag_values is not None else flags.FLAGS
     if FLAGS.multihost or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    if results and jax.process_index() == 0:
-        print(evaluation.summary(results))
+    start = time.perf_counter()
+    with logs.session("train", logs.absl_verbosity()) as session:
+        check_config(FLAGS.config)  # before the workdir, preprocessing or any other long work
+        session.log_to(FLAGS.workdir)
+        results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        if results and jax.process_index() == 0:
+            print(final_report(results, time.perf_counter() - start, session.log_file))
+    return 0
 
 
-def _define_flags():
+def cli(argv) -> int:
+    """The command line in-process, on a fresh set of flags (tests): ``cli(["--config", ..., ...])``
+    → the exit status ``python -m facelift_jax.train ...`` would have."""
+    from absl import flags
+
+    from facelift_jax import logs
+
+    flag_values, argv = flags.FlagValues(), ["train", *argv]
+    _define_flags(flag_values, sys_argv=argv)  # ml_collections finds the --config.x=v overrides in sys_argv
+    try:
+        logs.parse_absl_flags(argv, flag_values)
+    except SystemExit as e:
+        return int(e.code)
+    return logs.main_guard(main)(None, flag_values=flag_values)
+
+
+def _define_flags(flag_values=None, sys_argv=None):
     from absl import flags
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)", lock_config=True)
-    flags.DEFINE_string("workdir", None, "output directory (pseudo-labels, checkpoints, metrics, plots, export)")
-    flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() (multi-host launch)")
-    flags.mark_flags_as_required(["config", "workdir"])
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py[:arg]); override fields "
+                                    "with --config.section.field=value", flag_values=fv, lock_config=True,
+                                    sys_argv=sys_argv)
+    flags.DEFINE_string("workdir", None, "output directory (pseudo-labels, checkpoints, metrics, plots, export, "
+                        "logs/train.log)", flag_values=fv)
+    flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() (multi-host launch)", flag_values=fv)
+    flags.mark_flags_as_required(["config", "workdir"], flag_values=fv)
 
 
 if __name__ == "__main__":
     from absl import app
 
+    from facelift_jax import logs
+
     _define_flags()
-    app.run(main)
+    app.run(logs.main_guard(main), flags_parser=logs.parse_absl_flags)

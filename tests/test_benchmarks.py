@@ -60,12 +60,19 @@ def test_bench_render_smoke():  # ~13 s
 
 
 @pytest.mark.slow
-def test_bench_predict_smoke():  # ~23 s: compiles the default model (EfficientNet-Lite0) twice
+def test_bench_predict_smoke():  # ~30 s: compiles the default model (EfficientNet-Lite0) twice, converts it to ONNX
     from configs.default import get_config
 
-    out = run_bench("bench_predict.py", "--images", "4", "--batch-size", "2", "--image-size", "32")
+    out = run_bench("bench_predict.py", "--models", "default", "--images", "4", "--batch-size", "2",
+                    "--image-size", "32", "--repeats", "2")
     assert f"32px, {get_config().model.encoder}" in out, out
     assert re.search(r"ratio batched/single = [\d.]+x", out), out
+    if _has("jax2onnx") and _has("onnxruntime"):
+        assert re.search(r"per-face latency .*jax [\d.]+ ms, onnxruntime [\d.]+ ms, ratio jax/onnxruntime = [\d.]+x", out), out
+        match = re.search(r"ratio onnxruntime/jax = [\d.]+x .*max \|onnx - jax\| ([\d.e+-]+)\)", out)
+        assert match and float(match.group(1)) < 1e-4, out
+    else:
+        assert "onnx: jax2onnx/onnxruntime not installed" in out, out
 
 
 def test_bench_mediapipe_smoke():  # ~1 s
@@ -106,3 +113,20 @@ def test_bench_train_smoke():  # ~90 s: preprocesses a 4-latent dataset, renders
     assert ("multi-view pool of 8" if pooled else "rendered on the fly") in out, out
     assert re.search(r"ratio \(c\)/\(a\) = [\d.]+", out), out
     assert re.search(r"ratio \(b\)/\(a\) = [\d.]+", out), out
+
+
+@pytest.mark.slow
+def test_bench_preprocess_smoke():  # ~60 s: three processes (this run + 2 workers) each compile render, detect, lift
+    out = run_bench("bench_preprocess.py", "--latents", "4", "--chunk-size", "2", "--image-size", "32",
+                    "--processes", "2", "--repeats", "1")
+    assert re.search(r"\(b\) overlapped, 1 process .*ratio \(b\)/\(a\) = [\d.]+x", out), out
+    assert re.search(r"\(c\) overlapped, 2 processes .*ratio \(c\)/\(b\) = [\d.]+x", out), out
+    assert "bit-identical: yes" in out, out
+
+
+def test_bench_filter_smoke():  # ~18 s: renders two 16-frame clips at 32², runs none / Kalman / 4 One Euro settings
+    out = run_bench("bench_filter.py", "--clips", "2", "--frames", "16", "--image-size", "32",
+                    "--min-cutoffs", "0.5,2", "--betas", "0,1")
+    assert re.search(r"ratio jitter none/kalman = [\d.]+x", out), out
+    assert re.search(r"ratio NME kalman/none = [\d.]+", out), out
+    assert re.search(r"ratio NME one_euro/kalman at (matched|its lowest) jitter = [\d.]+", out), out

@@ -204,3 +204,233 @@ def test_restore_with_missing_param_names_the_key(tmp_path):
     extra["head"]["offset"] = np.zeros((2,), np.float32)
     with pytest.raises(ValueError, match=r"cannot restore 'params'.*only in the expected tree: head/offset"):
         checkpointing.restore_params(tmp_path / "ck", extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# Damaged checkpoints: training resumes from the newest readable one, reading raises a clear error
+# ----------------------------------------------------------------------------------------------
+
+_TOY_TX = optax.adam(0.05)
+
+
+def _toy_batch(i: int):
+    """Batch i of a deterministic stand-in for the data iterator (its state: the next i)."""
+    rng = np.random.default_rng(1000 + i)
+    return rng.normal(size=(8, 64)).astype(np.float32), rng.normal(size=(8, 32)).astype(np.float32)
+
+
+def _toy_init():
+    params = {"w": np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32), "b": np.zeros(32, np.float32)}
+    return params, _TOY_TX.init(params), {"next": 0}
+
+
+def _toy_train(directory, first: int, last: int, params, opt_state, data_state):
+    """Steps first … last of least squares with Adam, each checkpointed; the final (params, opt_state)."""
+    import jax.numpy as jnp
+
+    def loss(p, x, y):
+        return 0.5 * jnp.mean((x @ p["w"] + p["b"] - y) ** 2)
+
+    with checkpointing.Checkpointer(directory, keep=10) as ck:
+        for step in range(first, last + 1):
+            x, y = _toy_batch(data_state["next"])
+            updates, opt_state = _TOY_TX.update(jax.grad(loss)(params, x, y), opt_state, params)
+            params, data_state = optax.apply_updates(params, updates), {"next": data_state["next"] + 1}
+            ck.save(step, params, opt_state, data_state, {"toy": True})
+    return params, opt_state
+
+
+def _largest_file(directory: pathlib.Path) -> pathlib.Path:
+    return max((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def _truncate(path: pathlib.Path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def _damage(step_dir: pathlib.Path, how: str) -> None:
+    if how == "truncated params data":
+        big = _largest_file(step_dir / "params")
+        assert big.stat().st_size > 4096, big  # the array bytes, not a small metadata file
+        _truncate(big)
+    elif how == "missing opt_state item":
+        import shutil
+
+        shutil.rmtree(step_dir / "opt_state")
+    elif how == "truncated meta JSON":
+        _truncate(step_dir / "meta" / "metadata")
+    else:
+        raise AssertionError(how)
+
+
+_WHY = {"truncated params data": "OUT_OF_RANGE", "missing opt_state item": "opt_state",
+        "truncated meta JSON": "JSONDecodeError"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Four toy steps without interruption: (directory, final params, params at step 2, params at step 3)."""
+    directory = tmp_path_factory.mktemp("uninterrupted")
+    final, _ = _toy_train(directory, 1, 4, *_toy_init())
+    at = {s: checkpointing.restore_params(directory, _toy_init()[0], step=s) for s in (2, 3)}
+    return directory, final, at[2], at[3]
+
+
+@pytest.mark.parametrize("how", sorted(_WHY))
+def test_damaged_newest_checkpoint_resumes_from_previous(tmp_path, uninterrupted, how, caplog):
+    _, final, at2, at3 = uninterrupted
+    assert max(np.abs(at3["w"] - at2["w"]).max(), 0) > 1e-3  # step 3 really differs from step 2
+    directory = tmp_path / "ck"
+    _toy_train(directory, 1, 3, *_toy_init())  # preempted after step 3 …
+    _damage(directory / "3", how)  # … while (or after) step 3 was written
+    params0, opt0, _ = _toy_init()
+    with caplog.at_level("WARNING", logger="facelift_jax.checkpointing"):
+        with checkpointing.Checkpointer(directory, keep=10) as ck:
+            restored = ck.restore_latest(params0, opt0)
+            assert ck.all_steps() == [1, 2]  # step 3 no longer listed: it can be saved again
+    assert restored.step == 2 and restored.data_state == {"next": 2}
+    assert [s for s, _, _ in restored.skipped] == [3] and _WHY[how] in restored.skipped[0][1]
+    moved = directory / checkpointing.DAMAGED_DIR / "3"
+    assert restored.skipped[0][2] == str(moved) and moved.is_dir() and not (directory / "3").exists()
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "resuming from the checkpoint of step 2" in warning and "step 3 (" in warning
+    assert _WHY[how] in warning and str(moved) in warning
+    # Going on from step 2 gives exactly the uninterrupted run (same data, same optimizer state).
+    params, _ = _toy_train(directory, 3, 4, restored.params, restored.opt_state, restored.data_state)
+    jax.tree.map(np.testing.assert_array_equal, params, final)
+    assert checkpointing.latest_step(directory) == 4
+    np.testing.assert_array_equal(checkpointing.restore_params(directory, params0, step=3)["w"], at3["w"])
+
+
+def test_no_readable_checkpoint_starts_from_scratch_with_a_warning(tmp_path, caplog):
+    params, opt, data = _toy_init()
+    _toy_train(tmp_path, 1, 2, params, opt, data)
+    _truncate(_largest_file(tmp_path / "1" / "params"))
+    _truncate(tmp_path / "2" / "data" / "metadata")
+    with caplog.at_level("WARNING", logger="facelift_jax.checkpointing"):
+        with checkpointing.Checkpointer(tmp_path) as ck:
+            assert ck.restore_latest(params, opt) is None
+            assert ck.all_steps() == [] and ck.latest_step() is None
+            ck.save(2, params, opt, data, {})  # the new run's step 2 does not collide with the damaged one
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "no readable checkpoint" in warning and "starts from scratch" in warning
+    assert "step 2 (" in warning and "step 1 (" in warning
+    assert sorted(p.name for p in (tmp_path / checkpointing.DAMAGED_DIR).iterdir()) == ["1", "2"]
+    # Damaged a second time: kept beside the first one, not over it.
+    _truncate(tmp_path / "2" / "meta" / "metadata")
+    with checkpointing.Checkpointer(tmp_path) as ck:
+        assert ck.restore_latest(params, opt) is None
+    assert sorted(p.name for p in (tmp_path / checkpointing.DAMAGED_DIR).iterdir()) == ["1", "2", "2.1"]
+
+
+def test_config_mismatch_is_raised_not_skipped(tmp_path):
+    params = _params(1.0)
+    _save_one(tmp_path, params, optax.adam(1e-3).init(params))
+    with checkpointing.Checkpointer(tmp_path) as ck:
+        with pytest.raises(checkpointing.CheckpointMismatchError, match="cannot restore 'opt_state'"):
+            ck.restore_latest(params, optax.sgd(0.1, momentum=0.9).init(params))
+        assert ck.all_steps() == [4]  # a healthy checkpoint is never moved aside
+    assert not (tmp_path / checkpointing.DAMAGED_DIR).exists()
+
+
+def test_reading_a_damaged_checkpoint_or_export_names_it(tmp_path):
+    params, opt, data = _toy_init()
+    _toy_train(tmp_path / "ck", 1, 3, params, opt, data)
+    _truncate(_largest_file(tmp_path / "ck" / "3" / "params"))
+    with pytest.raises(checkpointing.DamagedCheckpointError) as info:  # evaluate / export: no silent fallback
+        checkpointing.restore_params(tmp_path / "ck", params)
+    msg = str(info.value)
+    assert f"{tmp_path / 'ck' / '3'} is damaged" in msg and "OUT_OF_RANGE" in msg
+    assert "steps [1, 2]" in msg and str(tmp_path / "ck" / "2") in msg
+    assert (tmp_path / "ck" / "3").is_dir()  # reading moves nothing
+    np.testing.assert_array_equal(  # the older one named in the message reads
+        checkpointing.restore_params(tmp_path / "ck", params, step=2)["b"],
+        checkpointing.restore_params(tmp_path / "ck", params, step=2)["b"])
+    with checkpointing.Checkpointer(tmp_path / "ck") as ck:
+        with pytest.raises(checkpointing.DamagedCheckpointError, match=r"ck/3 is damaged"):
+            ck.restore(3, params, opt)
+
+    checkpointing.save_export(tmp_path / "export", params, {"v": 1})
+    big = _largest_file(tmp_path / "export" / checkpointing.EXPORT_PARAMS)
+    assert big.stat().st_size > 4096, big  # the array bytes
+    _truncate(big)
+    for target in (None, params):
+        with pytest.raises(checkpointing.DamagedCheckpointError,
+                           match=rf"the export {tmp_path / 'export'} is damaged.*facelift_jax.export"):
+            checkpointing.load_export(tmp_path / "export", target)
+
+
+@pytest.mark.parametrize("async_save", [True, False])
+def test_failed_write_keeps_previous_checkpoint_and_says_so(tmp_path, monkeypatch, async_save):
+    import errno
+
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler
+
+    params, opt, _ = _toy_init()
+    ck = checkpointing.Checkpointer(tmp_path, keep=5, async_save=async_save)
+    ck.save(1, params, opt, {"next": 1}, {}, wait=True)
+
+    async def disk_full(self, x, directory):
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+
+    monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", disk_full)
+    with pytest.raises(checkpointing.CheckpointSaveError) as info:
+        ck.save(2, jax.tree.map(lambda x: x + 1, params), opt, {"next": 2}, {}, wait=True)
+    ck.close()  # reported once, not again on close
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert f"saving the checkpoint of step 2 to {tmp_path} failed" in msg and "No space left on device" in msg
+    assert "intact (steps [1])" in msg and "resumes from step 1" in msg and "Free disk space" in msg
+    assert checkpointing.latest_step(tmp_path) == 1
+    # (Not saved again here: orbax's other writes of the failed save may still run in this process.)
+    with checkpointing.Checkpointer(tmp_path, keep=5) as ck:
+        restored = ck.restore_latest(params, opt)
+    assert restored.step == 1 and restored.data_state == {"next": 1} and not restored.skipped
+    np.testing.assert_array_equal(restored.params["w"], params["w"])
+
+
+_FILE_SIZE_LIMIT = textwrap.dedent("""
+    import json, resource, signal, sys
+    import numpy as np
+    import optax
+    from facelift_jax import checkpointing
+
+    directory = sys.argv[1]
+    opt = optax.sgd(0.1).init({"w": np.zeros((256, 256), np.float32)})
+    ck = checkpointing.Checkpointer(directory, keep=5)
+    ck.save(1, {"w": np.full((256, 256), 1.0, np.float32)}, opt, {"i": 1}, {}, wait=True)
+    # From here on no file may grow past 64 kB (the kernel answers EFBIG, as a full disk answers ENOSPC);
+    # step 2's random 256 kB array cannot be written.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+    ck.save(2, {"w": np.random.default_rng(0).random((256, 256), np.float32)}, opt, {"i": 2}, {})
+    try:
+        ck.wait()
+    except checkpointing.CheckpointSaveError as e:
+        ck.close()
+        print(json.dumps({"error": str(e)}))
+    else:
+        print(json.dumps({"error": None}))
+""")
+
+
+def test_write_past_a_file_size_limit_fails_clearly(tmp_path):
+    pytest.importorskip("resource")
+    proc = subprocess.run([sys.executable, "-c", _FILE_SIZE_LIMIT, str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    msg = json.loads(proc.stdout.strip().splitlines()[-1])["error"]
+    assert msg is not None, "the save past the size limit did not fail"
+    assert f"saving the checkpoint of step 2 to {tmp_path} failed" in msg and "File too large" in msg
+    assert "intact (steps [1])" in msg
+    assert checkpointing.latest_step(tmp_path) == 1
+    params = {"w": np.zeros((256, 256), np.float32)}
+    with checkpointing.Checkpointer(tmp_path) as ck:
+        restored = ck.restore_latest(params, optax.sgd(0.1).init(params))
+        assert restored.step == 1 and not restored.skipped
+        np.testing.assert_array_equal(restored.params["w"], 1.0)
+        ck.save(2, params, optax.sgd(0.1).init(params), {"i": 2}, {})  # with room again, the failed step saves
+    assert checkpointing.latest_step(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]  # the partial write was cleaned up

@@ -1,6 +1,7 @@
 """Export round trips (Orbax params, checkpoint → export, jax.export StableHLO) and prediction."""
 
 import json
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,7 @@ def tiny_config():
     c.image_size = SIZE
     m = tiny_vit(c.model, image_size=SIZE, width=32, depth=1, patch=8, stem_width=16)
     # Large output layers so that different images give visibly different predictions.
-    m.heads = dict(init_scale=1.0)
+    m.heads.init_scale = 1.0
     return c
 
 
@@ -209,7 +210,103 @@ def test_cli_images_videos_and_failures(export_dir, images, tmp_path, capsys):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     cap.release()
     assert json.loads((out / "clip.json").read_text())["frames"] == 10
+    # videos are filtered by default (the Kalman filter) and the outputs carry raw and filtered
+    assert json.loads((out / "clip.json").read_text())["filter"]["kind"] == "kalman"
+    assert str(arrays["filter"]) == "kalman" and arrays["filtered_landmarks2d"].shape == (10, 98, 2)
 
+
+def test_video_filter_outputs_match_the_offline_filter(export_dir, images, tmp_path):
+    """predict_video filters batch by batch (streaming); its filtered arrays equal the offline
+    filter of the whole clip's raw arrays, and "none" passes the raw predictions through."""
+    from facelift_jax import temporal
+
+    _write_video(tmp_path / "clip.avi", [cv2.resize(im, (64, 64)) for im in images] * 2, fps=10)
+    predictor, cropper = predict.load(export_dir, batch_size=4), predict.FaceCropper("none")
+    for kind in ("kalman", "none"):
+        out = tmp_path / kind
+        out.mkdir()
+        summary = predict.predict_video(predictor, cropper, tmp_path / "clip.avi", out, progress=False, filter=kind)
+        assert summary["filter"]["kind"] == kind
+        z = np.load(out / "clip.npz")
+        side = z["crop_boxes"][:, 2] - z["crop_boxes"][:, 0]
+        obs = temporal.observation(z["landmarks2d"], z["covariances"], z["landmarks3d"], z["rotation"],
+                                   z["translation"], variance3d=temporal.lift_variance_3d(
+                                       z["covariances"], z["landmarks3d"], z["rotation"], z["translation"], side))
+        want = temporal.filter_clip(temporal.FilterConfig(kind=kind, fps=10.0), obs)
+        for key in ("landmarks2d", "landmarks3d", "rotation", "translation"):
+            np.testing.assert_allclose(z[f"filtered_{key}"], want[key], rtol=1e-4, atol=1e-4, err_msg=key)
+        if kind == "none":
+            np.testing.assert_array_equal(z["filtered_landmarks2d"], z["landmarks2d"])
+        else:  # the filter did something: the random model's jitter is smoothed
+            d2 = lambda p: np.linalg.norm(np.diff(p, 2, axis=0), axis=-1).mean()  # noqa: E731
+            assert d2(z["filtered_landmarks2d"]) < 0.8 * d2(z["landmarks2d"])
+
+
+def test_cli_batch_with_bad_files(export_dir, images, tmp_path, capsys):
+    """Every good file (of any photo format) gets its outputs; every bad one a one-line error on the
+    console and in failures.txt; the exit code counts the failures."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    face = cv2.resize(images[0], (96, 64), interpolation=cv2.INTER_NEAREST)  # RGB
+    # Good: the same photo as 8-bit, 16-bit, RGBA; a grayscale JPEG, a CMYK JPEG, an EXIF-rotated JPEG.
+    cv2.imwrite(str(src / "face.png"), face[..., ::-1])
+    cv2.imwrite(str(src / "face16.png"), face[..., ::-1].astype(np.uint16) * 257)
+    cv2.imwrite(str(src / "face_rgba.png"), np.dstack([face[..., ::-1], np.full(face.shape[:2], 90, np.uint8)]))
+    cv2.imwrite(str(src / "gray.jpg"), face[..., 0])
+    Image.fromarray(face).convert("CMYK").save(src / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise: 64 wide, 96 high
+    Image.fromarray(face).save(src / "rotated.jpg", exif=exif)
+    _write_video(src / "clip.avi", [cv2.resize(im, (64, 64)) for im in images[:3]])
+    # Bad, one of each kind.
+    (src / "empty.png").write_bytes(b"")
+    jpeg = (src / "gray.jpg").read_bytes()
+    (src / "truncated.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    (src / "text.png").write_text("not an image\n")
+    cv2.VideoWriter(str(src / "noframes.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()  # 0 frames
+    (src / "zero.mp4").write_bytes(b"")
+    cv2.imwrite(str(src / "tiny.png"), np.zeros((1, 1, 3), np.uint8))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    (src / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                                   + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    bad = {"empty.png": "empty (0 bytes)", "truncated.jpg": "a truncated JPEG", "text.png": "not a readable image",
+           "noframes.avi": "a video without a decodable frame", "zero.mp4": "empty (0 bytes)",
+           "tiny.png": "too small: 1×1 pixels", "bomb.png": "too large: its header claims"}
+    good = ["face.png", "face16.png", "face_rgba.png", "gray.jpg", "cmyk.jpg", "rotated.jpg", "clip.avi"]
+
+    code = predict.main([str(src), "--model", str(export_dir), "--out", str(out), "--detector", "none",
+                         "--no-progress"])
+    assert code == len(bad)
+    lines = (out / "failures.txt").read_text().splitlines()
+    assert len(lines) == len(bad)
+    err = capsys.readouterr().err
+    for name, reason in bad.items():
+        line = next(x for x in lines if x.startswith(str(src / name) + ": "))
+        assert reason in line, line
+        assert line in err  # the same line in the console
+        assert not (out / f"{pathlib.Path(name).stem}.json").exists()
+    for name in good:
+        stem = pathlib.Path(name).stem
+        assert (out / f"{stem}.json").is_file() and (out / f"{stem}.npz").is_file(), name
+        assert name not in (out / "failures.txt").read_text()
+    entry = json.loads((out / "rotated.json").read_text())
+    assert (entry["width"], entry["height"]) == (64, 96)  # upright, as a viewer shows it
+    # 16-bit v·257 and RGBA read as exactly the 8-bit photo: the same model input, the same prediction.
+    reference = np.load(out / "face.npz")["landmarks2d"]
+    for stem in ("face16", "face_rgba"):
+        np.testing.assert_array_equal(np.load(out / f"{stem}.npz")["landmarks2d"], reference)
+    # A later run where everything succeeds leaves no stale failures list behind.
+    assert predict.main([str(src / "face.png"), "--model", str(export_dir), "--out", str(out), "--detector", "none",
+                         "--no-progress"]) == 0
+    assert not (out / "failures.txt").exists()
 
 def test_face_cropper_falls_back_with_warning(monkeypatch):
     monkeypatch.setitem(sys.modules, "bridges.mediapipe", None)  # import fails
@@ -243,3 +340,19 @@ def test_cli_with_mediapipe_face_boxes(export_dir, tmp_path):
     assert summary["face_source"] == {"mediapipe": 2, "previous": 1}
     boxes = np.load(out / "clip.npz")["crop_boxes"]
     np.testing.assert_array_equal(boxes[1], boxes[0])
+
+
+def test_video_tracks_the_face_between_frames(export_dir, tmp_path):
+    """With MediaPipe, the first frame is detected and the next ones tracked (the mesh on the
+    previous crop): the crop boxes follow a known shift of 3 px/frame in x, 1 px/frame in y."""
+    pytest.importorskip("ai_edge_litert")
+    data = pytest.importorskip("skimage.data")
+    photo = data.astronaut()
+    frames = [cv2.cvtColor(cv2.warpAffine(photo, np.float32([[1, 0, 3 * t], [0, 1, t]]), (512, 512)),
+                           cv2.COLOR_RGB2BGR) for t in range(6)]
+    _write_video(tmp_path / "clip.avi", frames, fps=25)
+    summary = predict.predict_video(predict.load(export_dir, batch_size=4), predict.FaceCropper("mediapipe"),
+                                    tmp_path / "clip.avi", tmp_path, progress=False)
+    assert summary["face_source"] == {"mediapipe": 1, "tracked": 5}
+    boxes = np.load(tmp_path / "clip.npz")["crop_boxes"]
+    np.testing.assert_allclose(boxes[:, :2] - boxes[0, :2], np.arange(6)[:, None] * [3, 1], atol=2.5)

@@ -4,6 +4,7 @@ parallel over two CPU devices, non-finite loss handling."""
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -117,7 +118,7 @@ def test_one_step_smoke(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_matches_uninterrupted(tmp_path, data_dir):
+def test_kill_and_resume_matches_uninterrupted(tmp_path, data_dir, caplog):
     config = tiny_config()
     config.train.update(num_steps=4, checkpoint_every=2, eval_every=-1, export=False, log_every=2)
     straight = tiny_workdir(tmp_path / "straight", data_dir)
@@ -135,6 +136,25 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, data_dir):
     moved = [np.abs(np.asarray(a) - np.asarray(b)).max()
              for a, b in zip(jax.tree.leaves(_params_at(straight, 2)), jax.tree.leaves(final_straight))]
     assert max(moved) > 1e-4
+
+    # The newest checkpoint damaged (its parameter bytes cut short, as by a full disk or a copy cut
+    # off): exporting it fails naming it; training skips it with a warning, resumes from step 3 and
+    # ends where the uninterrupted run did.
+    from facelift_jax import export as export_lib
+
+    step4 = resumed / "checkpoints" / "4"
+    data_files = [p for p in (step4 / "params").rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert sum(p.stat().st_size for p in data_files) > 4096  # the array bytes (OCDBT data files)
+    for p in data_files:  # which of them holds a given array is orbax's business: cut them all
+        os.truncate(p, p.stat().st_size // 2)
+    with pytest.raises(checkpointing.DamagedCheckpointError, match=re.escape(f"{step4} is damaged")):
+        export_lib.export_model(resumed, tmp_path / "export", stablehlo=False)
+    with caplog.at_level("WARNING", logger="facelift_jax.checkpointing"):
+        train.train_and_evaluate(config, resumed)
+    assert "resuming from the checkpoint of step 3" in caplog.text and "unreadable step 4 (" in caplog.text
+    assert (resumed / "checkpoints" / checkpointing.DAMAGED_DIR / "4").is_dir()
+    assert checkpointing.latest_step(resumed / "checkpoints") == 4
+    _assert_trees_close(_params_at(resumed, 4), final_straight, atol=1e-6)
 
 
 _ONE_STEP = textwrap.dedent("""

@@ -1,6 +1,12 @@
 """What every evaluation set hands the evaluator: one image at a time with its ground truth.
 
 Coordinate frame: pixels of the full image, origin at the top-left corner, x right, y down.
+
+Images are read by ``facelift_jax.media`` (``read_image_rgb``): the same files predict and the
+bridges accept (grayscale, 16-bit, alpha, CMYK converted to RGB; EXIF orientation applied).
+Bad files: a reader raises ``DatasetFormatError`` (or ``FileNotFoundError``) naming the file or
+sample; ``evaluate`` then skips that sample with a warning and lists it, with the error, under
+"skipped" in results.json, so the metrics cover the rest and the report says what is missing.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from facelift_jax import media
+
+MIN_IMAGE_SIDE = 8  # the smallest image side predict.check_image accepts
 
 
 class DatasetFormatError(ValueError):
@@ -40,6 +48,16 @@ class EvalSample:
     vertices2d: np.ndarray | None = None
     categories: Mapping[str, str] = dataclasses.field(default_factory=dict)
     extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        # Checked here, where the sample's name is known: inside a batch of the model the same
+        # image would stop the whole evaluation with an error that names no file.
+        shape, dtype = np.shape(self.image), np.asarray(self.image).dtype
+        if len(shape) != 3 or shape[2] != 3 or dtype != np.uint8:
+            raise DatasetFormatError(f"sample {self.name}: the image must be (H, W, 3) uint8, got {shape} {dtype}")
+        if min(shape[:2]) < MIN_IMAGE_SIDE:
+            raise DatasetFormatError(f"sample {self.name}: the image is {shape[1]}×{shape[0]} pixels, too small "
+                                     f"(at least {MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE})")
 
 
 class EvalSet:
