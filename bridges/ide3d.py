@@ -14,6 +14,9 @@ from the K in the camera label. ``render_intrinsics`` reads the generator's own 
 time and derives the K its images obey (``focal_from_fov``); ``render`` refuses cameras with
 another K, and ``check_label_intrinsics`` (``--check-intrinsics``) shows whether a checkpoint's
 renderer uses the label's K at all: one latent under two K's, identical images mean it does not.
+In a run every camera is built with ``config.camera.focal`` (configs/paper.py: the 18°/64-ray value);
+``sources.make_generator`` refuses an IDE3DGenerator whose ``intrinsics.focal`` differs
+(``sources.generator_focal``), naming ``--config.camera.focal=<its value>``.
 
 Per seed and camera (FaceLift §4): z = ``np.random.RandomState(seed).randn(1, G.z_dim)`` (the
 StyleGAN/EG3D scripts' convention), ``ws = G.mapping(z, c_frontal, truncation_psi)`` with IDE-3D's
@@ -31,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import math
 import numbers
 import sys
 import types
@@ -245,11 +247,9 @@ def focal_from_fov(fov_deg: float, ray_grid: int | None = None) -> float:
     u = (j + ½)/R, so u = ½ + x·(R − 1)/(2R), and x = tan(fov/2)·X/Z gives
     f = (R − 1) / (2R·tan(fov/2)), principal point ½. Without R (±1 at the image edges):
     f = 1 / (2·tan(fov/2)). fov 18°, R = 64: 3.1076 (EG3D's label K: 4.2647).
+    The formula lives in ``camera.focal_from_fov`` (configs/paper.py reads it without torch).
     """
-    if not 0 < fov_deg < 180:
-        raise ValueError(f"field of view must lie in (0°, 180°), got {fov_deg}")
-    scale = 1.0 if ray_grid is None else (ray_grid - 1) / ray_grid
-    return scale / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    return camera_lib.focal_from_fov(fov_deg, ray_grid)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -580,7 +580,9 @@ class IDE3DGenerator:
     read from its own rendering settings at load time (fov, ray_grid override them; fov="label"
     trusts the camera label's K). ``render`` refuses cameras whose K disagrees, with the numbers:
     projecting landmarks with another K than the images obey scales every point about the centre.
-    Build the cameras with ``focal=generator.intrinsics.focal``. synthesis_kwargs: extra keyword
+    Build the cameras with ``focal=generator.intrinsics.focal``: in a run, set
+    ``config.camera.focal`` to it (configs/paper.py does); ``sources.make_generator`` checks the two
+    agree (``sources.generator_focal``) and every camera of the run is built with it. synthesis_kwargs: extra keyword
     arguments of ``G.synthesis`` (e.g. IDE-3D's ``render_params={"fov": 18, "num_steps": 96}``).
     """
 
@@ -683,7 +685,8 @@ class IDE3DGenerator:
                 f"with the K this IDE-3D generator renders with: fx = fy = {f:.4f}, cx = cy = 0.5 "
                 f"({self.intrinsics.source}; fov {self.intrinsics.fov_deg:g}°). Landmarks projected with the "
                 f"cameras' K would be scaled by {k[0, 0] / f:.3f} about the image centre. Build the cameras with "
-                f"focal={f:.4f} (camera.camera_from_angles(..., focal=generator.intrinsics.focal)); if the "
+                f"focal={f:.4f} (camera.camera_from_angles(..., focal=generator.intrinsics.focal); in a run "
+                f"--config.camera.focal={f:.6g}); if the "
                 "renderer does follow the label's K (python -m bridges.ide3d --check-intrinsics), pass fov='label'")
 
     def render(self, latents, cameras: camera_lib.Camera, image_size: int = 224) -> IDE3DRenderOutput:

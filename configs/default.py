@@ -104,7 +104,8 @@ def get_config() -> ml_collections.ConfigDict:
     # The predicted camera lives on the same sphere as the sampled ones (t̄(R̂) of §3).
     c.model.radius = c.camera.get_ref("radius")
     c.model.look_at = c.camera.get_ref("look_at")
-    c.model.focal = camera.FOCAL
+    # The model's camera has the run's one normalized focal (camera.focal; sources.generator_focal).
+    c.model.focal = c.camera.get_ref("focal")
     # Multi-view loss eq. (3) = w_landmarks3d·MSE(L3D) + w_translation·MSE(t) + w_lll_multiview·LLL(L2.5D)
     # + w_geodesic·Geo(R); multi-frame loss eq. (4) = w_multiframe·masked LLL (facelift_jax/losses.py).
     c.loss = ml_collections.ConfigDict(dict(

@@ -19,9 +19,11 @@ one pass over the 10K latents (2,500 steps of 4), so 225 epochs are 562,500 step
 import ml_collections
 
 from configs import default
+from facelift_jax import camera
 
 NUM_SAMPLES = 10_000
 EPOCHS = 225
+IDE3D_FOV_DEG, IDE3D_RAY_GRID = 18.0, 64  # ide3d-ffhq-64-512.pkl's ray field of view and grid width
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -36,6 +38,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.camera.elevation_range = 60.0
     c.camera.roll_range = 90.0
     c.camera.min_box_fraction = 0.5
+    # IDE-3D renders from an 18° field of view on its 64-ray grid, not from the label's K: every camera
+    # (and the model's, model.focal refers to it) gets that focal, 3.1076. IDE3DGenerator reads the
+    # value from the checkpoint at load time; sources.generator_focal refuses a mismatch, naming
+    # --config.camera.focal=<the generator's value>.
+    c.camera.focal = camera.focal_from_fov(IDE3D_FOV_DEG, IDE3D_RAY_GRID)
 
     c.preprocess.num_latents = NUM_SAMPLES
     c.preprocess.first_latent = 0

@@ -9,7 +9,10 @@ Conventions
   camera coordinates and ``t`` is the world origin in camera coordinates: p_cam = R·p_world + t.
 * Intrinsics are normalized to the image (EG3D): fx = fy = 4.2647 (= 2985.29/700), cx = cy = 0.5.
   A projected point in [0, 1]² lies inside the image; pixels = normalized × image size, origin at
-  the top-left corner of the image.
+  the top-left corner of the image. The focal is ``config.camera.focal`` (default ``FOCAL``), the
+  one value every camera of a run is built with (``sample_cameras``, ``views.lifting_cameras``, the
+  model's ``config.model.focal`` refers to it); a generator with intrinsics of its own (IDE-3D's
+  field-of-view rays, ``focal_from_fov``) must agree with it (``sources.generator_focal``).
 * ``camera_from_angles(α, β, γ, Δt)``: the camera centre is radius·(cos β sin α, sin β, cos β cos α)
   on a sphere about the world ORIGIN (EG3D's LookAtPoseSampler with h = π/2 + α,
   v = π/2·(1 − sin β)); it looks at ``look_at`` with world +y as up; it is then rolled by γ about
@@ -25,6 +28,7 @@ Conventions
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +38,26 @@ FOCAL = 2985.29 / 700.0  # 4.2647, EG3D FFHQ intrinsics
 PRINCIPAL = 0.5
 DEFAULT_RADIUS = 2.7
 DEFAULT_LOOK_AT = (0.0, 0.0, 0.2)
+
+
+def focal_from_fov(fov_deg: float, ray_grid: int | None = None) -> float:
+    """Normalized focal (fx = fy, image width = 1) of pi-GAN-style rays built from a field of view.
+
+    Ray j of an R-wide grid has the camera-space direction (x_j, ·, −1/tan(fov/2)) with
+    x_j = −1 + 2j/(R − 1) (IDE-3D's ``get_initial_rays_trig``): the outer rays go through the centres
+    of the outer pixels, so f = (R − 1) / (2R·tan(fov/2)), principal point ½. Without R (±1 at the
+    image edges): f = 1 / (2·tan(fov/2)). fov 18°, R = 64: 3.1076 (EG3D's label K: 4.2647).
+    """
+    if not 0 < fov_deg < 180:
+        raise ValueError(f"field of view must lie in (0°, 180°), got {fov_deg}")
+    scale = 1.0 if ray_grid is None else (ray_grid - 1) / ray_grid
+    return scale / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+
+
+def config_focal(config) -> float:
+    """The normalized focal of a camera config section (``config.camera``): its ``focal`` field,
+    ``FOCAL`` when the section predates the field."""
+    return float(config.get("focal", FOCAL)) if hasattr(config, "get") else FOCAL
 
 
 def intrinsics(focal: float = FOCAL, principal: float = PRINCIPAL) -> jnp.ndarray:
@@ -194,8 +218,10 @@ def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates:
     candidates consumed.
 
     config fields: azimuth_range A, elevation_range B, roll_range Γ (degrees),
-    translation_range (3,), radius, look_at, min_box_fraction, candidates, max_rounds.
+    translation_range (3,), radius, look_at, focal (normalized; every camera's K), min_box_fraction,
+    candidates, max_rounds.
     """
+    focal = config_focal(config)
     A, B, G = float(config.azimuth_range), float(config.elevation_range), float(config.roll_range)
     T = jnp.asarray(config.translation_range, jnp.float32)
     k = int(config.candidates)
@@ -225,7 +251,7 @@ def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates:
         if landmarks3d is not None:
             cams = camera_from_angles(angles[..., 0], angles[..., 1], angles[..., 2], dt,
                                       radius=config.radius,
-                                      look_at=tuple(config.look_at))
+                                      look_at=tuple(config.look_at), focal=focal)
             uv, depth = project_with_depth(landmarks3d[pending][:, None], cams)
             box = landmark_box(uv)
             inside = jnp.all((box[..., :2] >= 0) & (box[..., 2:] <= 1), -1) & jnp.all(depth > 0, -1)
@@ -245,16 +271,20 @@ def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates:
             "the camera config (ranges, translation_range, min_box_fraction) or the landmarks rule out most of C")
     cams = camera_from_angles(chosen[:, 0], chosen[:, 1], chosen[:, 2], chosen[:, 3:],
                               radius=config.radius,
-                              look_at=tuple(config.look_at))
+                              look_at=tuple(config.look_at), focal=focal)
     return (cams, consumed) if return_num_candidates else cams
 
 
 def default_camera_config():
-    """The paper's augmented camera space: A = 110°, B = 60°, Γ = 90° (§4)."""
+    """The paper's augmented camera space: A = 110°, B = 60°, Γ = 90° (§4).
+
+    focal: the normalized focal of every camera (EG3D's ``FOCAL`` by default); a generator with its
+    own intrinsics needs its value (``sources.generator_focal`` refuses a mismatch, naming it).
+    """
     import ml_collections
 
     return ml_collections.ConfigDict(dict(
         azimuth_range=110.0, elevation_range=60.0, roll_range=90.0,
-        translation_range=(0.05, 0.05, 0.2), radius=DEFAULT_RADIUS, look_at=DEFAULT_LOOK_AT,
+        translation_range=(0.05, 0.05, 0.2), radius=DEFAULT_RADIUS, look_at=DEFAULT_LOOK_AT, focal=FOCAL,
         min_box_fraction=0.5, candidates=16, max_rounds=64,
     ))

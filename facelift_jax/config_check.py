@@ -155,6 +155,7 @@ RULES: dict[str, Rule] = {
     "camera.roll_range": number(0.0, 180.0, lo_open=True, note=" (degrees)"),
     "camera.translation_range": vector(3, NONNEG, "non-negative numbers (x, y, z)"),
     "camera.radius": POSITIVE, "camera.look_at": vector(3, number(), "numbers (x, y, z)"),
+    "camera.focal": POSITIVE,  # normalized focal of every camera (the generator's own, if it has one)
     "camera.min_box_fraction": number(0.0, 1.0, hi_open=True),
     "camera.candidates": POSITIVE_INT, "camera.max_rounds": POSITIVE_INT,
     "synthetic.base_seed": COUNT, "synthetic.identity_scale": NONNEG, "synthetic.expression_scale": NONNEG,

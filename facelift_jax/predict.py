@@ -191,6 +191,11 @@ class Predictor:
         return cls(model, image_size=metadata["image_size"], batch_size=batch_size, metadata=metadata)
 
     @property
+    def focal(self) -> float:
+        """The model camera's normalized focal (its 2.5D projection; pose axes and 3D noise use it too)."""
+        return float(nnx.merge(self._graphdef, self._state).focal)
+
+    @property
     def template(self) -> np.ndarray:
         return np.asarray(nnx.merge(self._graphdef, self._state).template[...])
 
@@ -320,9 +325,10 @@ def project_points(points3d, rotation, translation, crop_box, focal: float = cam
 
 
 def draw_overlay(image: np.ndarray, result: PredictionResult, index: int = 0, *, label: str | None = None,
-                 colour_override=None) -> np.ndarray:
+                 colour_override=None, focal: float = camera_lib.FOCAL) -> np.ndarray:
     """RGB copy of ``image`` with the 98 landmarks (per-region colours), 1σ ellipses, the crop box,
-    head-pose axes at the landmark centroid (x red, y green, z blue) and yaw/pitch/roll text."""
+    head-pose axes at the landmark centroid (x red, y green, z blue; projected with the model's
+    ``focal``) and yaw/pitch/roll text."""
     out = image.copy()
     h, w = out.shape[:2]
     scale = max(1, round(max(h, w) / 400))
@@ -343,7 +349,7 @@ def draw_overlay(image: np.ndarray, result: PredictionResult, index: int = 0, *,
     centre = r.landmarks3d.mean(0)
     length = 0.6 * float(np.max(np.ptp(r.landmarks3d, axis=0)))
     ends = project_points(np.stack([centre, *(centre + length * np.eye(3))]), r.rotation, r.translation,
-                          r.crop_boxes)
+                          r.crop_boxes, focal)
     if np.all(np.isfinite(ends)):
         for k, colour in enumerate(((255, 0, 0), (0, 255, 0), (0, 0, 255))):
             cv2.arrowedLine(out, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[k + 1]), colour,
@@ -392,18 +398,18 @@ def predict_image(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
              "face_source": source, **_json_entry(result, 0)}
     (out_dir / f"{path.stem}.json").write_text(json.dumps(entry, indent=1))
     np.savez(out_dir / f"{path.stem}.npz", **result.arrays())
-    _write_rgb(out_dir / f"{path.stem}_overlay.png", draw_overlay(image, result))
+    _write_rgb(out_dir / f"{path.stem}_overlay.png", draw_overlay(image, result, focal=predictor.focal))
     return entry
 
 
-def _video_filter_observation(result: "PredictionResult", valid: np.ndarray):
+def _video_filter_observation(result: "PredictionResult", valid: np.ndarray, focal: float):
     """The temporal filter's measurements of a batch of frames: the model's covariances as the 2D
     noise, their lift to 3D at the crop's scale (temporal.lift_variance_3d)."""
     from facelift_jax import temporal
 
     side = result.crop_boxes[:, 2] - result.crop_boxes[:, 0]
     var3 = temporal.lift_variance_3d(result.covariances, result.landmarks3d, result.rotation, result.translation,
-                                     side)
+                                     side, focal)
     return temporal.observation(result.landmarks2d, result.covariances, result.landmarks3d, result.rotation,
                                 result.translation, variance3d=var3, valid=valid)
 
@@ -469,7 +475,7 @@ def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
             # a frame without a found face (whole image while a detector runs) is not a measurement
             valid = np.array([not (cropper.detector is not None and s == "whole-image")
                               for s in sources[-len(frames):]])
-            state, out = temporal.run(config, state, _video_filter_observation(result, valid))
+            state, out = temporal.run(config, state, _video_filter_observation(result, valid, predictor.focal))
             out = {k: np.asarray(v) for k, v in out.items()}
             smooth = dataclasses.replace(result, **out, euler_degrees=np.asarray(rotation_lib.euler_degrees(
                 out["rotation"])))
@@ -481,7 +487,7 @@ def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
                     raise OSError(f"could not open {overlay_path} for writing")
             for i, f in enumerate(frames):
                 label = f"frame {len(sources) - len(frames) + i} {filter}"
-                writer.write(cv2.cvtColor(draw_overlay(f, smooth, i, label=label), cv2.COLOR_RGB2BGR))
+                writer.write(cv2.cvtColor(draw_overlay(f, smooth, i, label=label, focal=predictor.focal), cv2.COLOR_RGB2BGR))
             bar.update(len(frames))
     finally:
         bar.close()

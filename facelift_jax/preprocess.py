@@ -136,6 +136,9 @@ def _plan(config, pre) -> dict:
         min_confidence=float(pre.min_confidence), image_size=int(config.image_size),
         seed=int(config.seed), views=[list(v) for v in views.LIFTING_VIEWS],
         lifting=dataclasses.asdict(lifting.LiftSettings.from_config(config.lifting)),
+        # the lifting cameras' focal; absent at camera.FOCAL so default plans keep their digest
+        **({} if camera_lib.config_focal(config.camera) == camera_lib.FOCAL
+           else dict(focal=camera_lib.config_focal(config.camera))),
     )
 
 
@@ -363,7 +366,8 @@ def run_multiview(config, out_dir: pathlib.Path, progress: bool = True, *, proce
         raise ValueError(f"preprocess.num_latents and chunk_size must be ≥ 1, got {pre.num_latents}, {pre.chunk_size}")
 
     cams = views.lifting_cameras(radius=config.camera.radius,
-                                 look_at=tuple(config.camera.look_at))
+                                 look_at=tuple(config.camera.look_at),
+                                 focal=camera_lib.config_focal(config.camera))  # = sources.generator_focal
     latents = np.arange(pre.first_latent, pre.first_latent + pre.num_latents, dtype=np.int64)
     key = jax.random.fold_in(jax.random.key(int(config.seed)), streams.PREPROCESS_DETECTIONS)
     timing = dict(render_s=0.0, detect_s=0.0, lift_s=0.0, wall_s=0.0)
@@ -564,7 +568,8 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     if n == 0:
         return []
     cams = views.lifting_cameras(radius=config.camera.radius,
-                                 look_at=tuple(config.camera.look_at))
+                                 look_at=tuple(config.camera.look_at),
+                                 focal=camera_lib.config_focal(config.camera))  # = sources.generator_focal
     lat = data["latents"][:n]
     generator, detector = sources.make_generator(config), sources.make_detector(config)
     key = jax.random.fold_in(jax.random.key(int(config.seed)), streams.PREPROCESS_PREVIEW)

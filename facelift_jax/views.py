@@ -71,10 +71,12 @@ def view_angles(views=LIFTING_VIEWS) -> np.ndarray:
 
 
 def lifting_cameras(views=LIFTING_VIEWS, radius: float = camera_lib.DEFAULT_RADIUS,
-                    look_at=camera_lib.DEFAULT_LOOK_AT) -> camera_lib.Camera:
-    """Cameras (V,) of the view set."""
+                    look_at=camera_lib.DEFAULT_LOOK_AT, focal: float = camera_lib.FOCAL) -> camera_lib.Camera:
+    """Cameras (V,) of the view set, with normalized focal ``focal`` (a run's is
+    ``sources.generator_focal(generator, config)``, i.e. ``config.camera.focal``)."""
     ang = view_angles(views)
-    return camera_lib.camera_from_angles(ang[:, 0], ang[:, 1], 0.0, radius=radius, look_at=look_at)
+    return camera_lib.camera_from_angles(ang[:, 0], ang[:, 1], 0.0, radius=radius, look_at=look_at,
+                                         focal=float(focal))
 
 
 # The subject's right half (world −x, image left in a frontal view); MIRROR_98 maps it onto the

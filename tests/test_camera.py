@@ -160,3 +160,73 @@ def test_sampler_rejects_impossible_configs_clearly():
         camera.sample_cameras(jax.random.key(0), 4, cfg, landmarks3d=far)
     with pytest.raises(ValueError, match="landmarks3d"):
         camera.sample_cameras(jax.random.key(0), 4, cfg, landmarks3d=np.zeros((5, 98, 3)))
+
+
+# --------------------------------------------------------------------------- one focal per run (issue 17)
+
+
+class _OwnFocalGenerator:
+    """A stand-in for a generator whose images obey a K of its own (IDE-3D: 18° rays on a 64-grid)."""
+
+    def __init__(self, focal):
+        self.intrinsics = type("Intrinsics", (), {"focal": focal, "source": "stand-in fov"})()
+
+
+IDE3D_FOCAL = 63 / 64 / (2 * math.tan(math.radians(9.0)))  # 3.1076, written out without camera.py
+
+
+def _pinhole(point, R, t, f):
+    """Independent NumPy pinhole: world point (3,) → normalized image xy, principal point ½."""
+    p = np.asarray(R, np.float64) @ np.asarray(point, np.float64) + np.asarray(t, np.float64)
+    return f * p[:2] / p[2] + 0.5
+
+
+def test_generator_focal_reaches_every_camera_and_projection():
+    from configs import default
+    from facelift_jax import sources, views
+    from facelift_jax.input_pipeline import pool
+
+    assert camera.focal_from_fov(18.0, 64) == pytest.approx(IDE3D_FOCAL, rel=1e-12)
+    config = default.get_config()
+    assert config.camera.focal == camera.FOCAL and config.model.focal == camera.FOCAL
+    gen = _OwnFocalGenerator(IDE3D_FOCAL)
+    # Default config vs a generator with its own focal: refused, naming the flag and the value.
+    with pytest.raises(ValueError, match=r"--config\.camera\.focal=3\.1075"):
+        sources.generator_focal(gen, config)
+    config.camera.focal = IDE3D_FOCAL
+    assert config.model.focal == IDE3D_FOCAL  # the model's camera follows (a reference)
+    f = sources.generator_focal(gen, config)
+    assert f == IDE3D_FOCAL
+    point = np.array([0.14, -0.1, 0.1])
+    lifting = views.lifting_cameras(radius=config.camera.radius, look_at=tuple(config.camera.look_at), focal=f)
+    sampled = camera.sample_cameras(jax.random.key(0), 6, config.camera)
+    for cams in (lifting, sampled):
+        K = np.asarray(cams.K)
+        assert np.allclose(K[:, 0, 0], IDE3D_FOCAL) and np.allclose(K[:, 1, 1], IDE3D_FOCAL)
+        assert np.allclose(K[:, :2, 2], 0.5)
+        uv = np.asarray(camera.project(jnp.asarray(point[None], jnp.float32), cams))[:, 0]
+        R, t = np.asarray(cams.R), np.asarray(cams.t)
+        want = np.stack([_pinhole(point, R[i], t[i], IDE3D_FOCAL) for i in range(len(R))])
+        assert np.abs(uv - want).max() < 1e-5
+        assert np.abs(pool.project(point[None], R, t, focal=f)[:, 0] - want).max() < 1e-6
+    # A generator that follows the cameras' K (the synthetic one) takes any focal; so does fov="label".
+    assert sources.generator_focal(object(), config) == IDE3D_FOCAL
+    assert sources.generator_focal(_OwnFocalGenerator(None), config) == IDE3D_FOCAL
+
+
+def test_default_focal_keeps_the_synthetic_numbers():
+    from configs import default
+    from facelift_jax import sources, views
+
+    config = default.get_config()
+    assert sources.generator_focal(sources.make_generator(config), config) == camera.FOCAL
+    a = camera.sample_cameras(jax.random.key(3), 4, config.camera)
+    legacy = config.camera.to_dict()
+    del legacy["focal"]  # a config written before the field: camera.FOCAL
+    import ml_collections
+
+    b = camera.sample_cameras(jax.random.key(3), 4, ml_collections.ConfigDict(legacy))
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert np.array_equal(np.asarray(views.lifting_cameras().K), np.asarray(camera.camera_from_angles(0.0, 0.0).K)[None]
+                          .repeat(len(views.LIFTING_VIEWS), 0))

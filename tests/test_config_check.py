@@ -36,6 +36,7 @@ BAD = [
     ("camera.translation_range", "(0.1,0.1)", "three axes"),
     ("camera.radius", "-2.7", "a camera sphere of negative radius"),
     ("camera.look_at", "(0.0,0.0)", "a 3D point"),
+    ("camera.focal", "0.0", "a pinhole of focal 0 maps every point to the image centre"),
     ("camera.min_box_fraction", "1.0", "a box larger than the whole image never fits"),
     ("camera.candidates", "0", "no candidate, no camera"),
     ("camera.max_rounds", "0", "no round, no camera"),
@@ -150,8 +151,9 @@ BAD = [
     ("predict.batch_size", "0", "empty prediction calls"),
     ("predict.detector", "yolo", "no such face detector"),
 ]
-# model.radius and model.look_at are references to the camera's fields (one sphere for both).
-REFERENCES = {"model.radius": "camera.radius", "model.look_at": "camera.look_at"}
+# model.radius, model.look_at and model.focal are references to the camera's fields (one sphere and
+# one K for both).
+REFERENCES = {"model.radius": "camera.radius", "model.look_at": "camera.look_at", "model.focal": "camera.focal"}
 # Fields a command line can only set to a value of their type (absl refuses the rest while parsing),
 # and paths read by evaluate only (tested through evaluate below).
 NOT_IN_BAD = {"ide3d.fix_background", "synthetic.detector.march", "train.async_checkpoint", "train.export",

@@ -722,3 +722,36 @@ def test_intrinsics_arguments(fake_checkout, tmp_path):
     path = ide3d.main(["--checkpoint", str(pkls["fov"]), "--repo", str(repo), "--out", str(tmp_path),
                        "--check-intrinsics", "--device", "cpu"])
     assert "IGNORES the label's K" in path.read_text()
+
+
+def test_run_focal_follows_the_generator(fake_checkout):
+    """sources: config.camera.focal is the one focal of a run; make_generator refuses an IDE-3D
+    generator whose own K differs, naming the flag; with it set, the lifting views and the sampled
+    cameras carry that K and the stand-in's blob lands where camera.project puts the point."""
+    from configs import default, paper
+    from facelift_jax import sources, views
+
+    repo, _, pkls = fake_checkout
+    config = default.get_config()
+    config.generator = "ide3d"
+    config.ide3d.update(dict(checkpoint=str(pkls["fov"]), repo=str(repo), fix_background=False))
+    want = ide3d.focal_from_fov(FOV, RAY_GRID)
+    with pytest.raises(ValueError, match=rf"--config\.camera\.focal={want:.6g}"):
+        sources.make_generator(config)
+    config.camera.focal = want
+    gen = sources.make_generator(config)
+    assert paper.get_config().camera.focal == pytest.approx(gen.intrinsics.focal, rel=1e-12)  # 18°, 64 rays
+    f = sources.generator_focal(gen, config)
+    assert f == want and config.model.focal == want
+    lifting = views.lifting_cameras(radius=config.camera.radius, look_at=tuple(config.camera.look_at), focal=f)
+    pick = np.array([views.LIFTING_VIEWS.index(v) for v in views.LIFTING_VIEWS[:2]])
+    sampled = camera.sample_cameras(jax.random.key(1), 2, config.camera)
+    for cams in (lifting[pick], sampled):
+        assert np.allclose(np.asarray(cams.K)[:, 0, 0], want)
+        out = gen.render(np.arange(2), cams, image_size=128)  # check_cameras accepts them
+        for i in range(2):
+            seen = blob_centre(np.asarray(out.image)[i, ..., 0])
+            p = np.asarray(cams.R[i], np.float64) @ np.asarray(POINT) + np.asarray(cams.t[i], np.float64)
+            pinhole = want * p[:2] / p[2] + 0.5  # independent of camera.py
+            assert np.abs(np.asarray(camera.project(jnp.asarray([POINT], jnp.float32), cams[i]))[0] - pinhole).max() < 1e-5
+            assert np.abs(seen - pinhole).max() * 128 < 0.2, (i, seen, pinhole)

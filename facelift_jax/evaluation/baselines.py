@@ -11,7 +11,8 @@
   with too few confident points (or a failed fit) fall back to the frontal pose
   (``pnp_fallbacks``). ``detector_nme`` is the detector's own 2D NME on the same images.
 Frames: template (98, 3) world; 2D normalized image coordinates ([0, 1]², origin top-left);
-rotations world→camera.
+rotations world→camera. Intrinsics: the run's normalized focal (``focal``, default ``camera.FOCAL``;
+pass ``camera.config_focal(config.camera)``, the K the held-out cameras and the model use).
 """
 
 from __future__ import annotations
@@ -27,19 +28,19 @@ MIN_CONFIDENCE = 0.5  # detector confidence above which a point enters the templ
 MIN_PNP_POINTS = 6
 
 
-def project_template(template, R, t) -> tuple[np.ndarray, np.ndarray]:
-    """The template (98, 3) posed by (M, 3, 3) / (M, 3) → (M, 98, 2) normalized image coordinates and
-    the (M, 98, 3) template itself (the 3D prediction of a baseline)."""
+def project_template(template, R, t, focal: float = camera.FOCAL) -> tuple[np.ndarray, np.ndarray]:
+    """The template (98, 3) posed by (M, 3, 3) / (M, 3) → (M, 98, 2) normalized image coordinates (K of
+    normalized focal ``focal``) and the (M, 98, 3) template itself (the 3D prediction of a baseline)."""
     R = np.asarray(R, np.float32)
-    cams = camera.Camera(K=jnp.broadcast_to(camera.intrinsics(), R.shape), R=jnp.asarray(R),
+    cams = camera.Camera(K=jnp.broadcast_to(camera.intrinsics(float(focal)), R.shape), R=jnp.asarray(R),
                          t=jnp.asarray(t, jnp.float32))
     template3d = np.broadcast_to(np.asarray(template, np.float32), (len(R), 98, 3))
     return np.asarray(camera.project(jnp.asarray(template3d), cams)), template3d
 
 
-def template_baseline(template, truth, categories=None) -> dict:
-    """Scores of the template projected with the true cameras (and true rotations)."""
-    pred2d, template3d = project_template(template, truth.rotation, truth.translation)
+def template_baseline(template, truth, categories=None, focal: float = camera.FOCAL) -> dict:
+    """Scores of the template projected with the true cameras (and true rotations), focal ``focal``."""
+    pred2d, template3d = project_template(template, truth.rotation, truth.translation, focal)
     return score_images(pred2d, template3d, truth.rotation, truth, categories)
 
 
@@ -94,15 +95,16 @@ def fit_template_pose(template, points2d, confidence, *, min_confidence: float =
     return Rs, ts, fitted
 
 
-def detector_baseline(template, truth, categories=None, min_confidence: float = MIN_CONFIDENCE) -> dict:
+def detector_baseline(template, truth, categories=None, min_confidence: float = MIN_CONFIDENCE,
+                      focal: float = camera.FOCAL) -> dict:
     """Scores of the template posed by PnP on the 2D detector's landmarks (module doc), plus
     ``detector_nme`` (the detections' own NME per region), ``pnp_fallbacks`` (images that got the
     frontal pose) and ``pnp_points`` (mean number of confident non-pupil points)."""
     if truth.detections is None or truth.detection_confidence is None:
         raise ValueError("the held-out set has no cached detections (rebuild it: delete <data_dir>/test)")
     R, t, fitted = fit_template_pose(template, truth.detections, truth.detection_confidence,
-                                     min_confidence=min_confidence)
-    pred2d, template3d = project_template(template, R, t)
+                                     min_confidence=min_confidence, focal=focal)
+    pred2d, template3d = project_template(template, R, t, focal)
     out = score_images(pred2d, template3d, R, truth, categories)
     det = metrics.landmark_report(np.asarray(truth.detections), truth.box_size, target=truth.landmarks2d,
                                   categories=None if categories is None else {"pose": np.asarray(categories)})

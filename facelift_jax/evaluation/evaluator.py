@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from facelift_jax import camera
 from facelift_jax import landmarks as lm
 from facelift_jax.batching import pad_batch
 from facelift_jax.evaluation import baselines
@@ -67,9 +68,11 @@ class Evaluator:
         self.batch_size = max(n_dev, size - size % n_dev)
         self._predict = jax.jit(lambda params, rest, images: nnx.merge(graphdef, params, rest)(images))
         self.categories = {name: heldout_set.pose_categories_of(config, part.rotation) for name, part in self._parts()}
-        self.baseline = {name: baselines.template_baseline(self.template, part, self.categories[name])
+        focal = camera.config_focal(config.camera)
+        self.baseline = {name: baselines.template_baseline(self.template, part, self.categories[name], focal=focal)
                          for name, part in self._parts()}
-        self.detector_baseline = {name: baselines.detector_baseline(self.template, part, self.categories[name])
+        self.detector_baseline = {name: baselines.detector_baseline(self.template, part, self.categories[name],
+                                                                    focal=focal)
                                   for name, part in self._parts() if part.detections is not None}
 
     def _parts(self):

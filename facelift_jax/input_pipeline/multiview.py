@@ -79,6 +79,7 @@ class PooledMultiView(grain.transforms.RandomMap):
         self.pool = rendered
         self.labels = labels
         self.camera_config = config.camera
+        self.focal = camera.config_focal(config.camera)  # the pool's cameras' K (sample_cameras)
         self.resample_roll = bool(config.data.resample_roll)
 
     def random_map(self, indices, rng: np.random.Generator) -> dict:
@@ -90,7 +91,7 @@ class PooledMultiView(grain.transforms.RandomMap):
         R, t = self.pool.R[indices].astype(np.float64), self.pool.t[indices].astype(np.float64)
         images = self.pool.images[indices].copy()
         for i in range(len(indices) if self.resample_roll else 0):
-            uv = pool_lib.project(points[i], R[i], t[i])
+            uv = pool_lib.project(points[i], R[i], t[i], focal=self.focal)
             delta = pool_lib.resample_roll(rng, self.pool.roll[indices[i]], uv, self.camera_config)
             if delta:
                 images[i] = pool_lib.roll_image(images[i], delta)
@@ -99,7 +100,7 @@ class PooledMultiView(grain.transforms.RandomMap):
         return {
             "image": images,
             "landmarks3d": points,
-            "landmarks2d": pool_lib.project(points, R, t).astype(np.float32),
+            "landmarks2d": pool_lib.project(points, R, t, focal=self.focal).astype(np.float32),
             "rotation": R.astype(np.float32),
             "translation": t.astype(np.float32),
             "mask": self.labels.valid[rows] & lm.NON_PUPIL_MASK,
