@@ -53,6 +53,18 @@ def byte_ranges(loader_js: str) -> dict[str, tuple[int, int]]:
     return {pathlib.PurePosixPath(f["filename"]).name: (int(f["start"]), int(f["end"])) for f in table["files"]}
 
 
+def write_model(out_dir: pathlib.Path, name: str, blob: bytes, source: str) -> str:
+    """Check that ``blob`` is a TFLite flatbuffer, write it to ``out_dir/name``; returns its sha256.
+
+    source: where the bytes came from, for the messages."""
+    if blob[4:8] != b"TFL3":
+        raise ValueError(f"{name}: {source} is not a TFLite flatbuffer (no TFL3 identifier)")
+    (out_dir / name).write_bytes(blob)
+    digest = hashlib.sha256(blob).hexdigest()
+    print(f"{name}: {source} -> {out_dir / name} sha256 {digest}")
+    return digest
+
+
 def extract(tarball: pathlib.Path, out_dir: pathlib.Path) -> dict[str, str]:
     """Write the WANTED models from ``tarball`` into ``out_dir``; returns {name: sha256}."""
     with tarfile.open(tarball) as tar:
@@ -68,12 +80,7 @@ def extract(tarball: pathlib.Path, out_dir: pathlib.Path) -> dict[str, str]:
         start, end = ranges[name]
         if not 0 <= start < end <= len(data):
             raise ValueError(f"{name}: byte range [{start}, {end}) outside the {len(data)}-byte data file")
-        blob = data[start:end]
-        if blob[4:8] != b"TFL3":
-            raise ValueError(f"{name}: bytes [{start}, {end}) are not a TFLite flatbuffer (no TFL3 identifier)")
-        (out_dir / name).write_bytes(blob)
-        digests[name] = hashlib.sha256(blob).hexdigest()
-        print(f"{name}: bytes [{start}, {end}) -> {out_dir / name} sha256 {digests[name]}")
+        digests[name] = write_model(out_dir, name, data[start:end], f"bytes [{start}, {end})")
     print(f"from {package_json['name']}@{package_json['version']} ({package_json['license']})")
     return digests
 
@@ -90,13 +97,8 @@ def extract_detection(tarball: pathlib.Path, out_dir: pathlib.Path) -> dict[str,
                 raise KeyError(f"{name} not in {tarball}; it holds {sorted(n for n in names if n.endswith('.tflite'))}")
             blobs[name] = tar.extractfile(f"package/{name}").read()
     out_dir.mkdir(parents=True, exist_ok=True)
-    digests = {}
-    for name, blob in blobs.items():
-        if blob[4:8] != b"TFL3":
-            raise ValueError(f"{name} in {tarball} is not a TFLite flatbuffer (no TFL3 identifier)")
-        (out_dir / name).write_bytes(blob)
-        digests[name] = hashlib.sha256(blob).hexdigest()
-        print(f"{name}: {len(blob)} bytes -> {out_dir / name} sha256 {digests[name]}")
+    digests = {name: write_model(out_dir, name, blob, f"{len(blob)} bytes of {tarball.name}")
+               for name, blob in blobs.items()}
     print(f"from {package_json['name']}@{package_json['version']} ({package_json['license']})")
     return digests
 
