@@ -124,12 +124,6 @@ class Observation:
         return jax.tree_util.tree_map(lambda x: x[index], self)
 
 
-def face_size(points):
-    """sqrt of the x-y landmark box area (...,) of points (..., P, ≥2) (the project's face size)."""
-    box = camera_lib.landmark_box(points[..., :2])
-    return jnp.sqrt(jnp.maximum((box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1]), 1e-12))
-
-
 def lift_variance_3d(covariances, landmarks3d, rotation, translation, crop_side, focal: float = camera_lib.FOCAL):
     """Isotropic world-space variance (..., P) of 3D landmarks from their 2D covariance (..., P, 2, 2).
 
@@ -149,19 +143,19 @@ def observation(landmarks2d, covariances=None, landmarks3d=None, rotation=None, 
 
     Missing covariances → isotropic (``sigma2d`` × face size)² (e.g. MediaPipe, which predicts none);
     missing 3D → zeros, rotation → identity, translation → zeros (filtered but meaningless);
-    variance3d → (sigma2d × 3D face size)²; valid → True; scales → ``face_size`` of the points
+    variance3d → (sigma2d × 3D face size)²; valid → True; scales → ``camera.face_size`` of the points
     (the first 96 of 98: the pupils lie inside the box anyway).
     """
     p2 = jnp.asarray(landmarks2d, jnp.float32)
     lead, n = p2.shape[:-2], p2.shape[-2]
     if p2.shape[-1] != 2:
         raise ValueError(f"landmarks2d must be (..., P, 2), got {p2.shape}")
-    s2 = face_size(p2) if scale2d is None else jnp.broadcast_to(jnp.asarray(scale2d, jnp.float32), lead)
+    s2 = camera_lib.face_size(p2) if scale2d is None else jnp.broadcast_to(jnp.asarray(scale2d, jnp.float32), lead)
     if covariances is None:
         covariances = (sigma2d * s2)[..., None, None, None] ** 2 * jnp.eye(2)
         covariances = jnp.broadcast_to(covariances, (*lead, n, 2, 2))
     p3 = jnp.zeros((*lead, n, 3)) if landmarks3d is None else jnp.asarray(landmarks3d, jnp.float32)
-    s3 = (face_size(p3) if landmarks3d is not None else jnp.ones(lead)) if scale3d is None else \
+    s3 = (camera_lib.face_size(p3) if landmarks3d is not None else jnp.ones(lead)) if scale3d is None else \
         jnp.broadcast_to(jnp.asarray(scale3d, jnp.float32), lead)
     if variance3d is None:
         variance3d = jnp.broadcast_to((sigma2d * s3)[..., None] ** 2, (*lead, n))
@@ -271,8 +265,8 @@ def rotation_kalman_step(R, omega, cov, Z, sigma, accel_std, init_speed, dt: flo
     eye, zero = jnp.eye(3), jnp.zeros((3, 3))
     # exp(ω dt) exp(δθ) R = exp(exp(ω dt) δθ) exp(ω dt) R: the error is rotated by the step
     F = jnp.block([[step, dt * eye], [zero, eye]])
-    g = jnp.array([[dt ** 4 / 4, dt ** 3 / 2], [dt ** 3 / 2, dt ** 2]])
-    P_pred = F @ cov @ F.T + jnp.kron(g, eye) * accel_std ** 2
+    _, Q = cv_matrices(3, dt, accel_std)
+    P_pred = F @ cov @ F.T + Q
     H = jnp.eye(3, 6)
     Rm = sigma ** 2 * eye
     S = H @ P_pred @ H.T + Rm
@@ -340,7 +334,9 @@ class FilterState:
     p2 (P, 4) / c2 (P, 4, 4): 2D [position, velocity] mean and covariance (pixels);
     p3 (P, 6) / c3 (P, 6, 6): the same in 3D (world); rotation (3, 3), omega (3,), c_rot (6, 6);
     t (6,) / c_t (6, 6): translation [position, velocity]; for One Euro p2/p3/t hold [x̂, ẋ̂] and
-    omega ω̂; initialized () bool: a valid frame has been seen.
+    omega ω̂; initialized () bool: a valid frame has been seen; scale2d, scale3d (): the face sizes of
+    the last valid frame (an invalid frame's own sizes mean nothing: across a gap the Kalman's process
+    noise keeps the face's last size).
     """
 
     p2: jax.Array
@@ -353,6 +349,8 @@ class FilterState:
     t: jax.Array
     c_t: jax.Array
     initialized: jax.Array
+    scale2d: jax.Array
+    scale3d: jax.Array
 
 
 def init(num_points: int = 98) -> FilterState:
@@ -360,7 +358,8 @@ def init(num_points: int = 98) -> FilterState:
     n = num_points
     return FilterState(p2=jnp.zeros((n, 4)), c2=jnp.zeros((n, 4, 4)), p3=jnp.zeros((n, 6)),
                        c3=jnp.zeros((n, 6, 6)), rotation=jnp.eye(3), omega=jnp.zeros(3), c_rot=jnp.zeros((6, 6)),
-                       t=jnp.zeros(6), c_t=jnp.zeros((6, 6)), initialized=jnp.bool_(False))
+                       t=jnp.zeros(6), c_t=jnp.zeros((6, 6)), initialized=jnp.bool_(False),
+                       scale2d=jnp.float32(1.0), scale3d=jnp.float32(1.0))
 
 
 def _outputs(state: FilterState, obs: Observation, kind: str) -> dict:
@@ -380,7 +379,7 @@ def step(config: FilterConfig, state: FilterState, obs: Observation) -> tuple[Fi
     if kind == "none":
         new = dataclasses.replace(state, initialized=ini | val)
     elif kind == "kalman":
-        s2, s3 = obs.scale2d, obs.scale3d
+        s2, s3 = jnp.where(val, obs.scale2d, state.scale2d), jnp.where(val, obs.scale3d, state.scale3d)
         p2, c2 = _points_step(state.p2, state.c2, obs.landmarks2d, obs.covariances, config.accel * s2,
                               config.init_speed * s2, dt, ini, val)
         R3 = obs.variance3d[:, None, None] * jnp.eye(3)
@@ -393,7 +392,7 @@ def step(config: FilterConfig, state: FilterState, obs: Observation) -> tuple[Fi
                                    (config.translation_sigma * s3) ** 2 * jnp.eye(3), config.accel * s3,
                                    config.init_speed * s3, dt, ini, val)
         new = FilterState(p2=p2, c2=c2, p3=p3, c3=c3, rotation=rot, omega=omega, c_rot=c_rot, t=t, c_t=c_t,
-                          initialized=ini | val)
+                          initialized=ini | val, scale2d=s2, scale3d=s3)
     else:  # one_euro
         args = (config.min_cutoff, config.beta, config.d_cutoff, dt, ini, val)
         x2, d2 = one_euro_step(state.p2[:, :2], state.p2[:, 2:], obs.landmarks2d, obs.scale2d, *args)

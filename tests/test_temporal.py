@@ -240,6 +240,26 @@ def test_invalid_frames_are_predicted_not_updated():
     np.testing.assert_allclose(np.asarray(eur["landmarks2d"][25]), np.asarray(eur["landmarks2d"][19]))
 
 
+def test_a_gap_keeps_the_last_valid_face_size():
+    """An absent face's sizes (near 0 from the zeros it gives) must not shrink the process noise:
+    across a gap the covariance grows as with the last valid frame's size."""
+    frames, n = 30, 2
+    t = np.arange(frames, dtype=np.float64)
+    z = np.stack([np.stack([10 + 2 * t, 5 - t], -1)] * n, 1)
+    valid = t < 20
+    z[~valid] = 0.0
+    cov = np.broadcast_to(1e-4 * np.eye(2), (frames, n, 2, 2))
+    config = temporal.FilterConfig(kind="kalman", fps=FPS)
+    outs = []
+    for gap_scale in (1.0, 1e-6):
+        scale = np.where(valid, 1.0, gap_scale)
+        obs = temporal.observation(z, cov, valid=valid, scale2d=scale, scale3d=scale)
+        outs.append(np.asarray(temporal.run(config, temporal.init(n), obs)[1]["covariances"]))
+    np.testing.assert_array_equal(outs[1], outs[0])
+    var = outs[0][:, 0, 0, 0]
+    assert np.all(np.diff(var[19:]) > 0)  # predicted, never updated: the uncertainty grows every frame
+
+
 def test_config_errors_name_the_fix():
     with pytest.raises(ValueError, match="kalman"):
         temporal.FilterConfig(kind="median")
