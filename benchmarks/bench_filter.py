@@ -41,6 +41,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from facelift_jax import camera  # noqa: E402
 from facelift_jax import rotation as rotation_lib  # noqa: E402
 from facelift_jax import temporal  # noqa: E402
 from facelift_jax.synthetic import video as video_lib  # noqa: E402
@@ -78,7 +79,7 @@ def simulate(labels: dict, image_size: int, sigma: float, corr: float, seed: int
     rng = np.random.default_rng(seed)
     g = labels["true2d"] * image_size                                    # (T, 98, 2) pixels
     T = len(g)
-    f = np.asarray(temporal.face_size(g[:, :96]))                         # (T,)
+    f = np.asarray(camera.face_size(g[:, :96]))                         # (T,)
     yaw = np.abs(np.asarray(rotation_lib.euler_degrees(labels["rotation"]))[:, 0])
     k_yaw = 1 + np.maximum(yaw - EXTREME_YAW, 0) / 15.0
     occluded = np.zeros((T, 98), bool)
@@ -100,7 +101,7 @@ def simulate(labels: dict, image_size: int, sigma: float, corr: float, seed: int
                                                 labels["translation"], float(image_size)))
     p3 = labels["landmarks3d"] + np.sqrt(var3)[..., None] * _noise(rng, (T, 98, 3), corr)
     rot = _so3_noise(rng, np.deg2rad(2.0) * k_yaw) @ labels["rotation"]
-    f3 = np.asarray(temporal.face_size(labels["landmarks3d"][:, :96]))
+    f3 = np.asarray(camera.face_size(labels["landmarks3d"][:, :96]))
     trans = labels["translation"] + 0.02 * (f3 * k_yaw)[:, None] * rng.normal(size=(T, 3))
     return dict(landmarks2d=p2, covariances=cov, landmarks3d=p3, rotation=rot, translation=trans,
                 occluded=occluded)
@@ -125,13 +126,13 @@ def make_observation(pred: dict, image_size: int) -> temporal.Observation:
 def metrics(out: dict, labels: dict, image_size: int) -> dict:
     """Sums and counts per metric for one clip (so that clips pool by frame)."""
     g = labels["true2d"] * image_size
-    f = np.asarray(temporal.face_size(g[:, :96]))
+    f = np.asarray(camera.face_size(g[:, :96]))
     p = np.asarray(out["landmarks2d"], np.float64)
     err = np.linalg.norm(p - g, axis=-1) / f[:, None]
     d2 = (p[2:] - 2 * p[1:-1] + p[:-2]) - (g[2:] - 2 * g[1:-1] + g[:-2])
     jit = np.linalg.norm(d2, axis=-1) / f[1:-1, None]
     g3 = labels["landmarks3d"]
-    f3 = np.asarray(temporal.face_size(g3[:, :96]))
+    f3 = np.asarray(camera.face_size(g3[:, :96]))
     err3 = np.linalg.norm(np.asarray(out["landmarks3d"]) - g3, axis=-1) / f3[:, None]
     R, Rg = np.asarray(out["rotation"], np.float64), labels["rotation"].astype(np.float64)
     rot_err = np.rad2deg(np.asarray(rotation_lib.geodesic_distance(R, Rg)))

@@ -203,6 +203,13 @@ def landmark_box(points2d):
     return jnp.concatenate([points2d.min(-2), points2d.max(-2)], -1)
 
 
+def face_size(points):
+    """sqrt of the x-y landmark box area (...,) of points (..., N, >=2): the project's face size,
+    the normalizer of detection noise and filter errors."""
+    box = landmark_box(points[..., :2])
+    return jnp.sqrt(jnp.maximum((box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1]), 1e-12))
+
+
 def sample_cameras(key, n: int, config, landmarks3d=None, return_num_candidates: bool = False):
     """Exactly ``n`` cameras from C with the paper's acceptance rule (§4), vectorized.
 

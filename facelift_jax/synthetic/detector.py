@@ -64,12 +64,6 @@ def _sigma_table(sigma: dict) -> np.ndarray:
     return table
 
 
-def face_size(points2d):
-    """sqrt of the landmark box area (...,) of (...,N,2) points: the normalizer of all errors."""
-    box = cam.landmark_box(points2d)
-    return jnp.sqrt(jnp.maximum((box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1]), 1e-12))
-
-
 def camera_yaw(camera: cam.Camera):
     """Azimuth (...,) in degrees of the camera centre about the head (0 = frontal, > 0 = the
     subject's left), as in camera.camera_from_angles."""
@@ -80,7 +74,7 @@ def camera_yaw(camera: cam.Camera):
 def _detect_one(key, true2d, land3d, visible, K, R, t, cand3d, cand_vis, gaze3d, sigma, cfg):
     camera = cam.Camera(K=K, R=R, t=t)
     k_noise, k_occ, k_fail, k_conf, k_aff = jax.random.split(key, 5)
-    size = face_size(true2d[:96])
+    size = cam.face_size(true2d[:96])
     det = true2d
     # brows: the apparent upper boundary sits above the 3D definition
     up = land3d[UPPER_BROWS] + jnp.array([0.0, 1.0, 0.0]) * cfg["brow_offset"]
@@ -176,7 +170,7 @@ def detection_error(true2d, detections):
     true2d, detections = np.asarray(true2d), np.asarray(detections)
     if true2d.shape != detections.shape or true2d.shape[-2:] != (98, 2):
         raise ValueError(f"true2d and detections must both be (B,98,2), got {true2d.shape} and {detections.shape}")
-    return np.linalg.norm(detections - true2d, axis=-1) / np.asarray(face_size(true2d[..., :96, :]))[..., None]
+    return np.linalg.norm(detections - true2d, axis=-1) / np.asarray(cam.face_size(true2d[..., :96, :]))[..., None]
 
 
 def detection_gap(render_output, detections) -> dict[str, float]:
