@@ -355,15 +355,20 @@ class Checkpointer:
         while target.exists():
             n += 1
             target = self.directory / DAMAGED_DIR / f"{step}.{n}"
+        failure = None
         if ocp.multihost.is_primary_host(0):
             try:
                 target.parent.mkdir(exist_ok=True)
                 os.replace(source, target)
             except OSError as e:
-                raise DamagedCheckpointError(
-                    f"the checkpoint {source} is damaged and could not be moved aside to {target} ({_reason(e)}); "
-                    "move or delete it yourself, then run again to resume from the newest readable one") from e
-        ocp.multihost.sync_global_processes(f"facelift_quarantine_{step}_{n}")
+                failure = e
+        # One barrier name on every host (each probes the shared disk at its own time, so n may
+        # differ), reached before any error is raised: no host is left waiting at it.
+        ocp.multihost.sync_global_processes(f"facelift_quarantine_{step}")
+        if failure is not None:
+            raise DamagedCheckpointError(
+                f"the checkpoint {source} is damaged and could not be moved aside to {target} ({_reason(failure)}); "
+                "move or delete it yourself, then run again to resume from the newest readable one") from failure
         self._manager.reload()
         return target
 
@@ -378,14 +383,16 @@ class Checkpointer:
     def close(self) -> None:
         """Wait for the save in flight, then release orbax's threads. A failed save raises
         CheckpointSaveError here unless it was raised already (by ``save``/``wait``)."""
-        if self._failed:
-            try:  # orbax re-raises the failed save on every wait; it was reported once already
+        try:
+            if not self._failed:
+                self.wait()
+        finally:  # orbax's threads are released even when the save in flight failed
+            try:
                 self._manager.close()
             except Exception:  # noqa: BLE001
-                pass
-            return
-        self.wait()
-        self._manager.close()
+                if not self._failed:
+                    raise
+                # orbax re-raises a failed save on every wait; it is reported once (above, or by save/wait)
 
     def __enter__(self):
         return self
