@@ -768,7 +768,7 @@ def label_video(path: str | pathlib.Path, out: str | pathlib.Path | None = None,
     from facelift_jax import temporal
 
     found = confidence[:, 0] > 0
-    config = temporal.FilterConfig(kind=filter, fps=float(fps) if fps and fps > 0 else 25.0)
+    config = temporal.FilterConfig(kind=filter, fps=fps)
     smooth = temporal.filter_clip(config, temporal.observation(landmarks * (w, h), valid=found,
                                                                sigma2d=MEDIAPIPE_SIGMA))["landmarks2d"]
     smooth = np.where(found[:, None, None], np.asarray(smooth) / (w, h), 0.0).astype(np.float32)

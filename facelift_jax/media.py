@@ -171,9 +171,11 @@ def open_video(path) -> Iterator[cv2.VideoCapture]:
 
 
 def video_properties(path) -> tuple[int, float]:
-    """(frame count as the container states it, 0 if unknown; frames per second)."""
+    """(frame count as the container states it, 0 if unknown; frames per second, ``DEFAULT_FPS``
+    when the container gives none or a meaningless one)."""
     with open_video(path) as cap:
-        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)), float(cap.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS)
+        count, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+    return max(0, int(count or 0)), float(fps) if np.isfinite(fps) and fps > 0 else DEFAULT_FPS
 
 
 def iter_video(path, chunk: int = 1) -> Iterator[list[np.ndarray]]:

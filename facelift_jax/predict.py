@@ -178,6 +178,7 @@ class Predictor:
 
     def __init__(self, model, *, image_size: int | None = None, batch_size: int = 16, metadata: dict | None = None):
         self._graphdef, self._state = nnx.split(model)
+        self.focal = float(model.focal)  # the model camera's normalized focal (pose axes, 3D filter noise)
         self.metadata = dict(metadata or {})
         self.image_size = int(image_size or self.metadata.get("image_size") or 224)
         if batch_size < 1:
@@ -189,11 +190,6 @@ class Predictor:
         """Restore an export written by ``facelift_jax.export`` (params via Orbax + metadata)."""
         model, metadata = export_lib.load_model(directory)
         return cls(model, image_size=metadata["image_size"], batch_size=batch_size, metadata=metadata)
-
-    @property
-    def focal(self) -> float:
-        """The model camera's normalized focal (its 2.5D projection; pose axes and 3D noise use it too)."""
-        return float(nnx.merge(self._graphdef, self._state).focal)
 
     @property
     def template(self) -> np.ndarray:
@@ -443,7 +439,7 @@ def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
     from facelift_jax import temporal
 
     total, fps = media.video_properties(path)
-    config = temporal.FilterConfig(kind=filter, fps=float(fps) if fps and fps > 0 else 25.0)
+    config = temporal.FilterConfig(kind=filter, fps=fps)
     state = temporal.init(98)
     writer, results, filtered, sources = None, [], [], []
     roi = None
@@ -472,8 +468,9 @@ def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
                 sources.append(s)
             result = predictor.predict_crops(frames, np.stack(boxes))
             results.append(result)
-            # a frame without a found face (whole image while a detector runs) is not a measurement
-            valid = np.array([not (cropper.detector is not None and s == "whole-image")
+            # a frame without a found face (the whole image or the previous box while a detector runs)
+            # is not a measurement
+            valid = np.array([not (cropper.detector is not None and s in ("whole-image", "previous"))
                               for s in sources[-len(frames):]])
             state, out = temporal.run(config, state, _video_filter_observation(result, valid, predictor.focal))
             out = {k: np.asarray(v) for k, v in out.items()}
@@ -493,9 +490,6 @@ def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
         bar.close()
         if writer is not None:
             writer.release()
-    if not results:
-        overlay_path.unlink(missing_ok=True)
-        raise ValueError("empty video: no frame could be decoded")
     result = PredictionResult.concatenate(results)
     smooth = PredictionResult.concatenate(filtered)
     np.savez(out_dir / f"{path.stem}.npz", **result.arrays(),
