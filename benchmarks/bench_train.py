@@ -98,7 +98,6 @@ def timed(fn, n: int) -> float:
 
 def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
     placement = train.Placement.create()
-    train.check_batch_divisible(config, jax.device_count())
     template = input_pipeline.load_template(data_dir)
     steps_per_epoch = input_pipeline.steps_per_epoch(config, data_dir)
     state = train.create_train_state(config, template, steps_per_epoch, placement)

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from bridges import dlpack
 from facelift_jax import camera as camera_lib
+from facelift_jax.camera import focal_from_fov
 from facelift_jax.synthetic.classes import SEMANTIC_INDEX
 
 # IDE-3D's dnnlib/seg_tools.py class order (CelebAMask-HQ labels).
@@ -236,20 +237,6 @@ def load_generator(checkpoint: str | Path, ide3d_repo: str | Path) -> torch.nn.M
 
 FOV_KEYS = ("fov", "fov_deg", "field_of_view")
 RAY_GRID_KEYS = ("neural_rendering_resolution", "nerf_resolution", "ray_resolution")
-
-
-def focal_from_fov(fov_deg: float, ray_grid: int | None = None) -> float:
-    """Normalized focal (fx = fy, image width = 1) of pi-GAN-style rays built from a field of view.
-
-    IDE-3D's ``training/volumetric_rendering.py`` (``get_initial_rays_trig``) gives ray j of an
-    R-wide grid the camera-space direction (x_j, ·, −1/tan(fov/2)) with x_j = −1 + 2j/(R − 1): the
-    outer rays go through the centres of the outer pixels. Pixel j's centre is at normalized
-    u = (j + ½)/R, so u = ½ + x·(R − 1)/(2R), and x = tan(fov/2)·X/Z gives
-    f = (R − 1) / (2R·tan(fov/2)), principal point ½. Without R (±1 at the image edges):
-    f = 1 / (2·tan(fov/2)). fov 18°, R = 64: 3.1076 (EG3D's label K: 4.2647).
-    The formula lives in ``camera.focal_from_fov`` (configs/paper.py reads it without torch).
-    """
-    return camera_lib.focal_from_fov(fov_deg, ray_grid)
 
 
 @dataclasses.dataclass(frozen=True)

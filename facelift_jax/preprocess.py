@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
 from facelift_jax import stamps
-from facelift_jax import landmarks, lifting, media, sources, views
+from facelift_jax import config_check, landmarks, lifting, media, sources, views
 from facelift_jax import random_streams as streams
 
 log = logging.getLogger(__name__)
@@ -338,9 +338,10 @@ class _Chunks:
 
 def _check_processes(process_index: int, process_count: int) -> None:
     if int(process_count) < 1 or not 0 <= int(process_index) < int(process_count):
-        raise ValueError(f"--process_index={process_index} --process_count={process_count}: need "
-                         f"process_count ≥ 1 and 0 ≤ process_index < process_count (number the processes "
-                         f"0 … process_count − 1, each started once with the same config and --out)")
+        raise config_check.input_error(
+            "--process_index", process_index,
+            f"with --process_count={process_count}: need process_count ≥ 1 and 0 ≤ process_index < process_count "
+            f"(number the processes 0 … process_count − 1, each started once with the same config and --out)")
 
 
 def run_multiview(config, out_dir: pathlib.Path, progress: bool = True, *, process_index: int = 0,
@@ -397,14 +398,15 @@ def _wait_for_chunks(chunks: _Chunks, ranges, process_count: int, overlap: bool,
     """Until every chunk is sealed by this plan: redo (here) those found bad, wait for the missing
     ones (other processes' work in progress). TimeoutError naming the missing chunks' processes."""
     deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
-    waiting = list(range(len(ranges)))
+    # this process's own chunks (i % process_count == 0) were checked or made and sealed just before
+    waiting = [i for i in range(len(ranges)) if i % process_count]
     told = False
     while True:
         missing = []
         for i in waiting:
             status, why = chunks.status(*ranges[i])
-            # damaged on disk (or this process's own chunk gone): redo it here rather than load it
-            if status == stamps.BAD or (status == stamps.MISSING and i % process_count == 0):
+            # damaged on disk: redo it here rather than load it
+            if status == stamps.BAD:
                 log.warning("redoing %s", why)
                 chunks.run([ranges[i]], overlap)
                 status, why = chunks.status(*ranges[i])
@@ -679,7 +681,7 @@ def main(argv=None) -> None:
     flags.DEFINE_string("out", None, "output folder (the dataset goes here; reruns resume)", required=True)
     _define_process_flags(flags)
 
-    from facelift_jax import config_check, logs
+    from facelift_jax import logs
 
     def _main(_):
         F = flags.FLAGS

@@ -66,10 +66,7 @@ def differences(path, what: dict) -> list[str] | None:
     """Top-level keys whose values differ between the stamp at ``path`` and ``what``; None when
     there is no readable stamp."""
     old = read(path)
-    if old is None:
-        return None
-    new = canonical(what)
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return None if old is None else _keys_differing(old, what)
 
 
 def matches(path, what: dict) -> bool:
@@ -146,6 +143,8 @@ def seal_status(path, what: dict) -> tuple[str, str]:
 
 
 def _keys_differing(old, what: dict) -> list[str]:
+    """Top-level keys whose values differ between a read stamp ``old`` and ``what`` (all of
+    ``what``'s when ``old`` is not a dict)."""
     new = canonical(what)
     if not isinstance(old, dict):
         return sorted(new)

@@ -154,11 +154,6 @@ class Placement:
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self.batch, np.asarray(x)), local_batch)
 
 
-def check_batch_divisible(config, num_devices: int) -> None:
-    """Batch sizes must be multiples of the device count (ConfigError otherwise; config_check)."""
-    config_check.check(config, "train", num_devices=num_devices)
-
-
 # ----------------------------------------------------------------------------------------------
 # Logging
 # ----------------------------------------------------------------------------------------------

@@ -236,25 +236,3 @@ def categories_markdown(tables: dict) -> str:
 
 def _fmt(v) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.2f}"
-
-
-def summary(results: dict) -> str:
-    """A few lines for the terminal: the held-out numbers next to the template baseline."""
-    lines = []
-    for name in ("multiview", "multiframe"):
-        if name not in results:
-            continue
-        r, b = results[name], results["baseline"][name]
-        d = results.get("detector_baseline", {}).get(name)
-        for metric in ("nmlc", "nme"):
-            if metric in r:
-                lines.append(f"{name:10s} {metric.upper():5s} full {r[metric]['full']:.3f} "
-                             f"(template baseline {b[metric]['full']:.3f}"
-                             + (f", detector + PnP {d[metric]['full']:.3f}" if d else "") + ")  "
-                             + " ".join(f"{k} {v:.2f}" for k, v in r[metric].items() if k != "full"))
-        lines.append(f"{name:10s} 3D error {r['landmarks3d_nme']:.2f}% IOD (baseline {b['landmarks3d_nme']:.2f}), "
-                     f"pose error {r['pose_error_deg']:.2f}°"
-                     + (f" (detector + PnP {d['pose_error_deg']:.2f}°)" if d else ""))
-    if results.get("images_per_second"):
-        lines.append(f"throughput {results['images_per_second']:.1f} images/s")
-    return "\n".join(lines)

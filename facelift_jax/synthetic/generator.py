@@ -246,7 +246,9 @@ class SyntheticGenerator:
         cameras = _batched_cameras(cameras, batch)
         # geometry in jitted blocks (bounded memory); then each image is rasterized and shaded on
         # its own (its per-pixel arrays stay in the CPU cache), the images spread over threads
-        # (NumPy and OpenCV release the GIL) and written straight into the batch outputs
+        # and written straight into the batch outputs. NumPy and OpenCV release the GIL only inside
+        # each call, and the per-triangle fill loop holds it: on the 2-core CPU, 2 threads render no
+        # faster than 1 (bench_render.py prints both)
         step = int(self.config.geometry_block)
         g = [self._geometry_block(params[i:i + step], cameras[i:i + step], size) for i in range(0, batch, step)]
         g = {k: np.concatenate([x[k] for x in g]) for k in g[0]}
