@@ -88,8 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
         # MediaPipe's face-mesh CNN (model/face_mesh.py; weights read out of the vendored
         # bridges/assets/face_landmark.tflite by bridges/face_mesh.py, pretrained="mediapipe"):
         # tokens from its stride-16 and stride-32 maps (12² and 6² at 192²); frozen_blocks k > 0 stops
-        # the gradient below trunk block k-1 (0 = fine-tune everything).
-        face_mesh=ml_collections.ConfigDict(dict(width=96, image_size=64, token_strides=(16, 32), frozen_blocks=0)),
+        # the gradient below trunk block k-1 (0 = fine-tune everything); mesh_tokens adds a token per
+        # point of the network's own 468-point mesh output (192² only).
+        face_mesh=ml_collections.ConfigDict(dict(width=96, image_size=64, token_strides=(16, 32), mesh_tokens=False,
+                                                 frozen_blocks=0)),
         # ResNet alternative: norm "group" (default; model = pure function of nnx.Param) or "batch".
         resnet=ml_collections.ConfigDict(dict(base_width=64, norm="group", groups=32)),
         decoder=ml_collections.ConfigDict(dict(width=96, depth=3, heads=4, mlp_ratio=4)),

@@ -182,6 +182,7 @@ RULES: dict[str, Rule] = {
     "model.efficientnet.token_strides": vector(None, choice(8, 16, 32), "strides from (8, 16, 32)"),
     "model.face_mesh.width": POSITIVE_INT, "model.face_mesh.image_size": POSITIVE_INT,
     "model.face_mesh.token_strides": vector(None, choice(8, 16, 32, 64), "strides from (8, 16, 32, 64)"),
+    "model.face_mesh.mesh_tokens": boolean(),
     "model.face_mesh.frozen_blocks": integer(0, 15, note=" (0 = fine-tune all; k = stem and k-1 trunk blocks frozen)"),
     "model.resnet.base_width": POSITIVE_INT, "model.resnet.norm": choice("group", "batch"),
     "model.resnet.groups": POSITIVE_INT,
@@ -329,6 +330,8 @@ def _cross_checks(config, fields: dict, stage: str, num_devices: int | None, pro
         if encoder == "face_mesh" and 64 in tuple(get("model.face_mesh.token_strides", ())) and size % 64:
             raise ConfigError("model.face_mesh.token_strides", get("model.face_mesh.token_strides"),
                               f"stride 64 (the mesh branch's map) needs image_size a multiple of 64, got {size}")
+        if encoder == "face_mesh" and get("model.face_mesh.mesh_tokens") and size != 192:
+            raise ConfigError("model.face_mesh.mesh_tokens", True, f"needs image_size=192 (the mesh head's input), got {size}")
         if get("model.pretrained") == "imagenet" and encoder != "efficientnet_lite0":
             raise ConfigError("model.pretrained", "imagenet", "'imagenet' weights exist for "
                               "model.encoder='efficientnet_lite0' only; give a .pth path or '' (from scratch)")

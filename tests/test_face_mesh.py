@@ -138,6 +138,15 @@ def test_stride64_tokens_come_from_the_mesh_branch(net, reference):
     f = enc.features(jnp.asarray(images[:1]))[64]
     expected = net.mesh.features(net.trunk_maps(jnp.asarray(images[:1]))[32])
     np.testing.assert_allclose(f, expected, rtol=0, atol=1e-5)
+    # mesh_tokens: one token per point of the network's own mesh, which is the .tflite's mesh output.
+    enc = face_mesh.FaceMeshEncoder(192, 16, (32,), mesh_tokens=True, rngs=nnx.Rngs(3))
+    bridge.load_pretrained(enc)
+    assert enc.num_tokens == 36 + 468 and enc(jnp.asarray(images[:1])).shape == (1, 36 + 468, 16)
+    maps = enc._maps(jnp.asarray(images[:1]))
+    mesh = enc.net.mesh.head_from_features(maps[64]).reshape(1, 468, 3)
+    _close(mesh[0], reference[1][0][MESH_TENSOR].reshape(468, 3))
+    with pytest.raises(ValueError, match="native 192"):
+        face_mesh.FaceMeshEncoder(128, 16, (32,), mesh_tokens=True, rngs=nnx.Rngs(2))
     with pytest.raises(ValueError, match="multiple of 64"):
         face_mesh.FaceMeshEncoder(160, 16, (64,), rngs=nnx.Rngs(2))
 

@@ -25,7 +25,9 @@ Tokens for the decoder, as the EfficientNet encoder makes them: the maps of ``to
 (a subset of 8, 16, 32, and 64 = the mesh branch's 128-channel map before its reduction, which
 needs a multiple of 64) flattened row-major, each projected by its own ``nnx.Linear`` to
 ``width`` with a learned positional embedding (init N(0, 0.02²)), concatenated.
-192² with strides (16, 32): 144 + 36 = 180 tokens.
+192² with strides (16, 32): 144 + 36 = 180 tokens. ``mesh_tokens`` adds one token per point of the
+network's own 468-point mesh output (x, y, z / 192 → ``nnx.Linear`` to ``width`` + a learned
+embedding per point): the face's geometry as the pretrained network sees it (192² inputs only).
 
 ``frozen_blocks`` = k > 0 stops the gradient after the stem and the first k − 1 trunk blocks
 (k = 0: nothing frozen): their backward pass is not computed at all, which is where most of the
@@ -147,7 +149,11 @@ class Branch(nnx.Module):
         return x
 
     def __call__(self, x):
-        x = self.reduce(self.features(x))
+        return self.head_from_features(self.features(x))
+
+    def head_from_features(self, x):
+        """``features``' map → the head's output (B, out)."""
+        x = self.reduce(x)
         for block in self.tail:
             x = block(x)
         return self.head(x)
@@ -214,36 +220,51 @@ class FaceMeshEncoder(nnx.Module):
     """images (B, S, S, 3) → tokens (B, Σ_s (S/s)², width) from the face-mesh maps of ``token_strides``."""
 
     def __init__(self, image_size: int = NATIVE_SIZE, width: int = 256, token_strides=(16, 32), *,
-                 frozen_blocks: int = 0, dtype=jnp.float32, rngs: nnx.Rngs):
+                 mesh_tokens: bool = False, frozen_blocks: int = 0, dtype=jnp.float32, rngs: nnx.Rngs):
         token_strides = tuple(int(s) for s in token_strides)
         if not token_strides or not set(token_strides) <= set(TOKEN_CHANNELS):
             raise ValueError(f"token_strides must be a non-empty subset of {tuple(TOKEN_CHANNELS)}, got {token_strides}")
         if 64 in token_strides and image_size % 64:
             raise ValueError(f"token stride 64 (the mesh branch's map) needs an image size that is a multiple of 64, "
                              f"got {image_size}")
-        self.net = FaceMeshNet(image_size, branches=64 in token_strides, frozen_blocks=frozen_blocks,
-                               dtype=dtype, rngs=rngs)
+        if mesh_tokens and image_size != NATIVE_SIZE:
+            raise ValueError(f"mesh_tokens needs the network's native {NATIVE_SIZE}² input, got {image_size}")
+        self.mesh_tokens = bool(mesh_tokens)
+        self.net = FaceMeshNet(image_size, branches=64 in token_strides or self.mesh_tokens,
+                               frozen_blocks=frozen_blocks, dtype=dtype, rngs=rngs)
         self.net.presence = None  # the face-presence branch gives no tokens
         self.token_strides, self.image_size, self.width, self.dtype = token_strides, int(image_size), int(width), dtype
         for s in token_strides:
             n = (self.image_size // s) ** 2
             setattr(self, f"proj{s}", nnx.Linear(TOKEN_CHANNELS[s], self.width, dtype=dtype, rngs=rngs))
             setattr(self, f"pos{s}", nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (n, self.width))))
+        if self.mesh_tokens:
+            self.proj_mesh = nnx.Linear(3, self.width, dtype=dtype, rngs=rngs)
+            self.pos_mesh = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (NUM_MESH_POINTS, self.width)))
 
     @property
     def num_tokens(self) -> int:
-        return sum((self.image_size // s) ** 2 for s in self.token_strides)
+        return sum((self.image_size // s) ** 2 for s in self.token_strides) + NUM_MESH_POINTS * self.mesh_tokens
 
     def features(self, images) -> dict[int, jax.Array]:
         """{stride: (B, S/s, S/s, C_s)} for the token strides."""
-        maps = self.net.trunk_maps(images, 32 if 64 in self.token_strides else max(self.token_strides))
-        if 64 in self.token_strides:
-            maps[64] = self.net.mesh.features(maps[32])
+        maps = self._maps(images)
         return {s: maps[s] for s in self.token_strides}
 
+    def _maps(self, images) -> dict:
+        deep = 64 in self.token_strides or self.mesh_tokens
+        maps = self.net.trunk_maps(images, 32 if deep else max(self.token_strides))
+        if deep:
+            maps[64] = self.net.mesh.features(maps[32])
+        return maps
+
     def __call__(self, images):
-        tokens = []
-        for s, f in self.features(images).items():
+        maps, tokens = self._maps(images), []
+        for s in self.token_strides:
+            f = maps[s]
             proj, pos = getattr(self, f"proj{s}"), getattr(self, f"pos{s}")
             tokens.append(proj(f.reshape(f.shape[0], -1, f.shape[-1])) + pos[...].astype(self.dtype))
+        if self.mesh_tokens:
+            mesh = self.net.mesh.head_from_features(maps[64]).reshape(-1, NUM_MESH_POINTS, 3) / NATIVE_SIZE
+            tokens.append(self.proj_mesh(mesh) + self.pos_mesh[...].astype(self.dtype))
         return jnp.concatenate(tokens, axis=1)

@@ -189,7 +189,7 @@ def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
         return enc, enc.width
     if name == "face_mesh":
         f = model_config.face_mesh
-        enc = FaceMeshEncoder(int(f.image_size), int(f.width), tuple(f.token_strides),
+        enc = FaceMeshEncoder(int(f.image_size), int(f.width), tuple(f.token_strides), mesh_tokens=bool(f.mesh_tokens),
                               frozen_blocks=int(f.frozen_blocks), dtype=dtype, rngs=rngs)
         return enc, enc.width
     raise ValueError(f"unknown model.encoder {name!r}; choose 'face_mesh', 'vit', 'efficientnet_lite0' or one of "
