@@ -46,31 +46,36 @@ except ImportError:  # pragma: no cover - depends on the environment
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from configs.default import get_config  # noqa: E402
+from configs.efficientnet import get_config as efficientnet_config  # noqa: E402
 from facelift_jax import camera, losses  # noqa: E402
 from facelift_jax.model import build_model, parameter_counts  # noqa: E402
 from facelift_jax.model.efficientnet import (BLOCKS, HEAD_WIDTH, STEM_WIDTH, STRIDE16_BLOCK,  # noqa: E402
                                              same_padding)
+from facelift_jax.model.face_mesh import MAP_BLOCKS as FM_MAP_BLOCKS  # noqa: E402
+from facelift_jax.model.face_mesh import STEM_WIDTH as FM_STEM  # noqa: E402
+from facelift_jax.model.face_mesh import TRUNK as FM_TRUNK  # noqa: E402
 
 VIT_MODELS = {  # patch-embedding ViTs at 224² (the CLIP layout the PyTorch reference mirrors)
     "vit_tiny": dict(vit=dict(width=96, depth=4, heads=4), decoder=dict(width=96, depth=3, heads=4)),
     "vit_s16": dict(vit=dict(width=384, depth=12, heads=6), decoder=dict(width=384, depth=3, heads=6)),
     "vit_b16": dict(vit=dict(width=768, depth=12, heads=12), decoder=dict(width=768, depth=3, heads=12)),
 }
-MODELS = ("default",) + tuple(VIT_MODELS)
+MODELS = ("default", "efficientnet") + tuple(VIT_MODELS)
 
 
 def model_config(name: str, image_size: int = 0):
-    """(model config, input size): the default config's model, or a patch ViT of VIT_MODELS."""
-    config = get_config()
+    """(model config, input size): the default config's model, configs/efficientnet.py's, or a patch ViT
+    of VIT_MODELS."""
+    config = efficientnet_config() if name == "efficientnet" else get_config()
     cfg = config.model
-    if name == "default":
+    if name in ("default", "efficientnet"):
         size = int(image_size or config.image_size)
     else:
         size = int(image_size or 224)
         cfg.encoder = "vit"
         cfg.vit.update(VIT_MODELS[name]["vit"], stem="patch", patch=16)
         cfg.decoder.update(VIT_MODELS[name]["decoder"])
-    for section in ("vit", "efficientnet"):  # the encoder's own size must equal the images'
+    for section in ("vit", "efficientnet", "face_mesh"):  # the encoder's own size must equal the images'
         cfg[section].image_size = size
     return cfg, size
 
@@ -187,8 +192,65 @@ class TorchEfficientNetLite(nn.Module):
         return torch.cat([tokens(f16, self.proj16, self.pos16), tokens(f32, self.proj32, self.pos32)], 1)
 
 
+def _same_pad(x, stride):
+    """TF 'SAME' for a 3×3 kernel (model/efficientnet.same_padding): (1, 1) at stride 1, (0, 1) at 2 on even sides."""
+    return nn.functional.pad(x, (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1))
+
+
+class FaceMeshBlock(nn.Module):
+    """model/face_mesh.ResidualBlock: PReLU(skip + 1×1(depthwise 3×3(x))), max-pool skip, channel zero-pad."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.dw = nn.Conv2d(cin, cin, 3, stride, groups=cin)
+        self.pw = nn.Conv2d(cin, cout, 1)
+        self.act = nn.PReLU(cout)
+        self.stride, self.extra = stride, cout - cin
+
+    def forward(self, x):
+        y = self.pw(self.dw(_same_pad(x, self.stride)))
+        skip = x if self.stride == 1 else nn.functional.max_pool2d(x, 2)
+        if self.extra:
+            skip = nn.functional.pad(skip, (0, 0, 0, 0, 0, self.extra))
+        return self.act(skip + y)
+
+
+class TorchFaceMesh(nn.Module):
+    """model/face_mesh.FaceMeshEncoder (stride-16 / stride-32 tokens, ``frozen_blocks``): the stem and the
+    first frozen_blocks − 1 blocks run without autograd, as JAX's stop_gradient skips their backward."""
+
+    mean, std = (0.0,) * 3, (1.0,) * 3  # the network takes [0, 1] RGB
+
+    def __init__(self, width, image=192, frozen_blocks=0):
+        super().__init__()
+        self.width, self.frozen = width, frozen_blocks
+        self.stem, self.stem_act = nn.Conv2d(3, FM_STEM, 3, 2), nn.PReLU(FM_STEM)
+        cin, blocks = FM_STEM, []
+        for cout, stride in FM_TRUNK:
+            blocks.append(FaceMeshBlock(cin, cout, stride))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.proj16, self.proj32 = nn.Linear(128, width), nn.Linear(128, width)
+        self.pos16 = nn.Parameter(0.02 * torch.randn((image // 16) ** 2, width))
+        self.pos32 = nn.Parameter(0.02 * torch.randn((image // 32) ** 2, width))
+
+    def forward(self, x):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.frozen == 0):
+            x = self.stem_act(self.stem(_same_pad(x, 2)))
+        for i, block in enumerate(self.blocks):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i >= self.frozen - 1):
+                x = block(x)
+            if i == FM_MAP_BLOCKS[16]:
+                f16 = x
+        tokens = lambda f, proj, pos: proj(f.flatten(2).transpose(1, 2)) + pos  # noqa: E731
+        return torch.cat([tokens(f16, self.proj16, self.pos16), tokens(x, self.proj32, self.pos32)], 1)
+
+
 def torch_encoder(cfg, size):
     """The PyTorch counterpart of ``cfg``'s encoder, or None when this file has none."""
+    f = cfg.face_mesh
+    if cfg.encoder == "face_mesh" and tuple(f.token_strides) == (16, 32) and not f.mesh_tokens:
+        return TorchFaceMesh(int(f.width), size, int(f.frozen_blocks))
     if cfg.encoder == "efficientnet_lite0" and tuple(cfg.efficientnet.token_strides) == (16, 32):
         return TorchEfficientNetLite(int(cfg.efficientnet.width), size)
     if cfg.encoder == "vit" and cfg.vit.get("stem", "patch") == "patch":
