@@ -14,7 +14,8 @@ import pytest
 from facelift_jax import config_check, train, workdir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHIPPED = ["configs/default.py", "configs/vit_tiny.py", "configs/paper.py"] + [
+SHIPPED = ["configs/default.py", "configs/vit_tiny.py", "configs/paper.py", "configs/efficientnet.py",
+           "configs/face_mesh.py"] + [
     f"configs/{name}.py:{base}" for name in ("mv_only", "mf_only", "resnet50", "resnet152", "samples_100",
                                             "samples_1k") for base in ("paper", "default")]
 
