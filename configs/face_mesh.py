@@ -4,7 +4,8 @@
 Run:     python -m facelift_jax.train --config configs/face_mesh.py --workdir runs/face_mesh
          (1,200 steps, as measured below: --config.train.num_steps=1200)
 
-Everything but the encoder, the input size and the 3D-loss weight is ``configs/default.py``'s.
+Everything but the encoder and the input size is ``configs/default.py``'s (the 3D-loss weight, 3000, now
+is the default's too).
 Tokens: the stride-16 and stride-32 maps (12² + 6² = 180 tokens). ``frozen_blocks=9``: the
 stem and trunk blocks 0–7 (the 96², 48² and 24² stages, most of the trunk's FLOPs) get no gradient.
 ``loss.w_landmarks3d=3000`` (default's 100): with 100, the 2D Laplacian term's gradient on the 3D
