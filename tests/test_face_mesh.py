@@ -194,3 +194,23 @@ def test_regressor_with_the_face_mesh_encoder_trains_from_the_tflite_weights():
     assert not np.allclose(before, expected)
     pred = model(jnp.zeros((2, 64, 64, 3), jnp.uint8))
     assert pred.landmarks3d.shape == (2, 98, 3) and np.isfinite(np.asarray(pred.landmarks2d)).all()
+
+
+def test_config_check_refuses_face_mesh_mismatches():
+    from configs import face_mesh as face_mesh_config
+    from facelift_jax import config_check
+
+    config_check.check(face_mesh_config.get_config(), "train")  # the shipped config passes
+    c = face_mesh_config.get_config()
+    c.model.face_mesh.image_size = 128  # the render is 192²
+    with pytest.raises(config_check.ConfigError, match="model.face_mesh.image_size"):
+        config_check.check(c, "train")
+    c = face_mesh_config.get_config()
+    c.image_size = c.model.face_mesh.image_size = 160
+    c.model.face_mesh.token_strides = (16, 64)  # 160 is not a multiple of 64
+    with pytest.raises(config_check.ConfigError, match="token_strides"):
+        config_check.check(c, "train")
+    c = face_mesh_config.get_config()
+    c.model.encoder, c.model.efficientnet.image_size = "efficientnet_lite0", 192  # mediapipe weights, wrong encoder
+    with pytest.raises(config_check.ConfigError, match="mediapipe"):
+        config_check.check(c, "train")
