@@ -26,8 +26,13 @@ cut short) raises ``DamagedCheckpointError`` naming its folder and what failed. 
 (training's resume) skips it instead: it moves the damaged folder to ``<directory>/damaged/`` (kept
 for inspection; orbax and the step numbering no longer see it), logs a warning naming the step and
 the reason, and resumes from the newest checkpoint that reads, or — when none does — says so and
-returns None. A save that fails (disk full, I/O error) raises ``CheckpointSaveError`` naming the step,
-the cause and the checkpoints still intact on disk; the partial write never becomes a step folder.
+returns None. Only what shows the files themselves are bad counts as damage (truncated or corrupt
+data, undecodable metadata, a missing file or item); a read that fails for another reason (a
+permission, a stale NFS handle, an I/O error or timeout) raises ``CheckpointReadError`` naming the
+folder and moves nothing, so a passing fault never sends a run back to an older step. A save that
+fails (disk full, I/O error) raises ``CheckpointSaveError`` naming the step, the cause (for a full
+disk, the space the checkpoint needs and what is free) and the checkpoints still intact on disk;
+the partial write never becomes a step folder.
 
 Exports (``save_export``/``load_export``) are what inference needs: the parameters only, as host
 numpy arrays (so they restore on any device topology), plus a JSON metadata file (model config,
@@ -37,16 +42,19 @@ template, landmark definition, ...).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
 import pathlib
-import tempfile
+import re
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from facelift_jax import io as fio
 
 # The four items of a training checkpoint and how each is stored (arrays vs JSON).
 _ITEM_HANDLERS = {"params": ocp.StandardCheckpointHandler, "opt_state": ocp.StandardCheckpointHandler,
@@ -72,6 +80,11 @@ class DamagedCheckpointError(CheckpointError):
 
 class CheckpointSaveError(CheckpointError):
     """Writing a checkpoint failed (the checkpoints already on disk are untouched)."""
+
+
+class CheckpointReadError(CheckpointError):
+    """Reading a checkpoint (or export) failed for a reason outside its files (a permission, a stale
+    NFS handle, an I/O error): nothing was moved, the run stops; running again once it is fixed resumes."""
 
 
 @dataclasses.dataclass
@@ -177,28 +190,65 @@ def _abstract(tree):
     return jax.tree.map(one, tree)
 
 
-# What reading a damaged checkpoint raises: orbax/tensorstore (ValueError: OUT_OF_RANGE, DATA_LOSS,
-# NOT_FOUND; a tree error when _METADATA is gone; a plain Exception wrapping one of these when an
-# array's bytes are cut short), json (JSONDecodeError), a missing item (KeyError), the file system
-# (OSError). Other types (TypeError, AttributeError, ...) are bugs and propagate.
-_READ_ERRORS = (OSError, ValueError, KeyError, EOFError)
+# Reading a checkpoint can fail two ways, and only one of them is the files' fault.
+#
+# Damage — the files themselves are bad, an older checkpoint is the way on: a truncated or corrupt
+# array (tensorstore OUT_OF_RANGE, DATA_LOSS, FAILED_PRECONDITION "ZSTD_decompressStream() failed",
+# NOT_FOUND of a chunk or .zarray; a plain Exception wrapping one of these), undecodable metadata
+# (JSONDecodeError, UnicodeDecodeError; another ValueError of orbax about what it read), a missing
+# file or item (FileNotFoundError / ENOENT, KeyError "Item ... was not found"), EOFError.
+#
+# Anything else on the way to the bytes — a PermissionError, a stale NFS handle (ESTALE), EIO, a
+# timeout, a busy or unreachable server, as an OSError or inside a tensorstore message ("[OS error
+# 116: ...]", PERMISSION_DENIED, UNAVAILABLE, ...) — says nothing about the files: moving a healthy
+# checkpoint aside for it would silently restart from an older step. That is ``CheckpointReadError``:
+# the run stops, naming the folder, and nothing is moved.
+#
+# Other types (TypeError, AttributeError, ...) are bugs and propagate.
+DAMAGE, TRANSIENT = "damage", "transient"
+_DAMAGE_CODES = ("OUT_OF_RANGE", "DATA_LOSS", "NOT_FOUND", "FAILED_PRECONDITION", "INVALID_ARGUMENT")
+_TRANSIENT_CODES = ("PERMISSION_DENIED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED",
+                    "CANCELLED", "UNKNOWN", "INTERNAL", "UNAUTHENTICATED", "UNIMPLEMENTED", "ALREADY_EXISTS")
+_STATUS = re.compile(r"^\s*(" + "|".join(_DAMAGE_CODES + _TRANSIENT_CODES) + r"):")
+_OS_ERROR = re.compile(r"\[OS error (\d+)")  # tensorstore: "... [OS error 116: ESTALE Stale file handle]"
+_MISSING = {errno.ENOENT, errno.ENOTDIR}
 _MAX_REASON = 400
 
 
-def _read_error(exc: BaseException) -> BaseException | None:
-    """The read error behind ``exc`` (itself, or the one a plain ``Exception`` wraps); None for a
-    tree mismatch (a config change, which an older checkpoint would not fix) and for bugs."""
+def _classify(exc: BaseException) -> tuple[str, BaseException] | None:
+    """(DAMAGE or TRANSIENT, the read error) behind ``exc`` (itself, or what a plain ``Exception``
+    wraps); None for a tree mismatch (a config change, which an older checkpoint would not fix),
+    for our own errors and for bugs."""
     if isinstance(exc, (CheckpointMismatchError, CheckpointError)):
         return None
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, _READ_ERRORS):
-            return exc
+        if isinstance(exc, OSError):
+            if isinstance(exc, FileNotFoundError) or exc.errno in _MISSING:
+                return DAMAGE, exc  # a missing file of the checkpoint
+            return TRANSIENT, exc  # permission, ESTALE, EIO, timeouts, ...: the files may be fine
+        if isinstance(exc, (KeyError, EOFError, UnicodeDecodeError, json.JSONDecodeError)):
+            return DAMAGE, exc
+        if isinstance(exc, ValueError):
+            text = str(exc)
+            os_error = _OS_ERROR.search(text)
+            if os_error:
+                return (DAMAGE if int(os_error.group(1)) in _MISSING else TRANSIENT), exc
+            status = _STATUS.match(text)
+            if status and status.group(1) in _TRANSIENT_CODES:
+                return TRANSIENT, exc
+            return DAMAGE, exc  # tensorstore's damage codes, or orbax refusing what it read
         if type(exc) is not Exception:
             return None
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _read_error(exc: BaseException) -> BaseException | None:
+    """The read error behind ``exc`` (damage or transient), or None (see ``_classify``)."""
+    found = _classify(exc)
+    return None if found is None else found[1]
 
 
 def _reason(exc: BaseException) -> str:
@@ -216,6 +266,19 @@ def _committed_steps(directory: pathlib.Path) -> list[int]:
     if not directory.is_dir():
         return []
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def _read_failed(step_dir: pathlib.Path, exc: BaseException, others: list[int]) -> CheckpointError:
+    """DamagedCheckpointError when ``exc`` shows the files of ``step_dir`` are bad, else
+    CheckpointReadError (the files may well be fine: nothing is moved)."""
+    kind, _ = _classify(exc)
+    if kind == DAMAGE:
+        return _damaged(step_dir, exc, others)
+    return CheckpointReadError(
+        f"could not read the checkpoint {step_dir}: {_reason(exc)}. This does not show that its files are bad "
+        "(a permission, a stale network-filesystem handle, an I/O error), so nothing was moved and no older "
+        "checkpoint was used; fix the cause (check the path's permissions and mount) and run again to resume "
+        "from it.")
 
 
 def _damaged(step_dir: pathlib.Path, exc: BaseException, others: list[int]) -> DamagedCheckpointError:
@@ -250,8 +313,18 @@ class Checkpointer:
             # Leftovers of a killed save are removed when the next manager opens the directory.
             cleanup_tmp_directories=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, handler_registry=_handler_registry())
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                                  handler_registry=_handler_registry())
+        except Exception as e:  # orbax reads every step's metadata here
+            found = _classify(e)
+            if found is None or fio.is_disk_full(e):
+                raise
+            raise CheckpointReadError(
+                f"could not open the checkpoints in {self.directory}: {_reason(e)}. Nothing was moved; fix the "
+                "cause (permissions, the mount, the disk) and run again to resume from the newest one.") from e
         self._in_flight: int | None = None  # step of the save that wait() has not yet seen finish
+        self._in_flight_bytes = 0  # about what that save writes (for a full disk's message)
         self._failed = False  # a save failure was raised already (close() does not raise it again)
 
     def should_save(self, step: int) -> bool:
@@ -269,6 +342,8 @@ class Checkpointer:
         )
         self.wait()  # a failure of the previous (asynchronous) save is reported as that step's
         self._in_flight = int(step)
+        self._in_flight_bytes = _tree_bytes((params, opt_state)) + len(json.dumps(data_state)) + len(
+            json.dumps(meta, default=str))
         try:
             self._manager.save(int(step), args=args, force=True)
         except Exception as e:
@@ -282,8 +357,12 @@ class Checkpointer:
         intact = (f"the checkpoints already on disk are intact (steps {on_disk}), and running again resumes from "
                   f"step {on_disk[-1]}" if on_disk else "there is no earlier checkpoint, so running again starts "
                   "from scratch")
+        space = ""
+        if fio.is_disk_full(exc):
+            space = (f" The disk is full: the checkpoint needs about {fio.format_bytes(self._in_flight_bytes)}, "
+                     f"{fio.format_bytes(fio.free_bytes(self.directory))} free on that filesystem.")
         return CheckpointSaveError(
-            f"saving the checkpoint of step {step} to {self.directory} failed: {_reason(exc)}. The partial write "
+            f"saving the checkpoint of step {step} to {self.directory} failed: {_reason(exc)}.{space} The partial write "
             f"never becomes a step folder and is removed when the directory is next opened; {intact}. "
             "Free disk space (or fix the cause above) and run again.")
 
@@ -299,8 +378,8 @@ class Checkpointer:
 
         Raises CheckpointMismatchError (a ValueError naming the item, step and directory) when the
         saved params or optimizer state differ from the targets in tree structure or array shapes;
-        DamagedCheckpointError (naming the step folder and the failure) when the checkpoint cannot
-        be read."""
+        DamagedCheckpointError (naming the step folder and the failure) when its files are bad;
+        CheckpointReadError when reading fails for another reason (nothing is moved)."""
         if step not in self._manager.all_steps():
             raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}")
         abstract_params, abstract_opt = _abstract(abstract_params), _abstract(abstract_opt)
@@ -317,7 +396,7 @@ class Checkpointer:
         except Exception as e:
             if _read_error(e) is None:
                 raise
-            raise _damaged(self.directory / str(step), e, [s for s in self.all_steps() if s != step]) from e
+            raise _read_failed(self.directory / str(step), e, [s for s in self.all_steps() if s != step]) from e
         data = out["data"] or None
         return Restored(step=int(step), params=out["params"], opt_state=out["opt_state"], data_state=data,
                         meta=meta)
@@ -328,7 +407,8 @@ class Checkpointer:
 
         Damaged checkpoints met on the way (newest first) are moved to ``<directory>/damaged/`` and
         listed in the result's ``skipped`` and in a warning; without a readable one the warning says
-        that training starts from scratch."""
+        that training starts from scratch. A read that fails without showing damage
+        (``CheckpointReadError``: permission, stale handle, I/O error) is raised: nothing is moved."""
         skipped = []
         for step in sorted(self.all_steps(), reverse=True):
             try:
@@ -441,15 +521,13 @@ def restore_params(checkpoint_dir, abstract_params, step: int | None = None):
         except Exception as e:
             if _read_error(e) is None:
                 raise
-            raise _damaged(checkpoint_dir / str(step), e, [s for s in manager.all_steps() if s != step]) from e
+            raise _read_failed(checkpoint_dir / str(step), e, [s for s in manager.all_steps() if s != step]) from e
         return out["params"]
 
 
-def _write_json_atomic(path: pathlib.Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+def _tree_bytes(tree) -> int:
+    """Bytes of the arrays of ``tree`` (what a save writes, before compression)."""
+    return int(sum(int(getattr(x, "nbytes", 0) or np.asarray(x).nbytes) for x in jax.tree.leaves(tree)))
 
 
 def _to_host(tree):
@@ -466,20 +544,36 @@ def _restore_int_keys(tree):
 def save_export(directory, params, metadata: dict) -> pathlib.Path:
     """Write ``directory/params`` (host numpy pytree) and ``directory/metadata.json``.
 
-    Overwrites an existing export. Returns the directory.
+    Overwrites an existing export: its metadata.json (the mark of a complete export) goes first and
+    comes back last, so an export cut short (a full disk: ``io.DiskFullError`` naming the file, the
+    space needed and free) reads as incomplete, never as the old one with new parts. Returns the
+    directory.
     """
     directory = pathlib.Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        json.dumps(metadata)
+        text = json.dumps(metadata, indent=2, sort_keys=True)
     except TypeError as e:
         raise TypeError(f"save_export: metadata must be JSON-serializable: {e}") from e
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(directory / EXPORT_PARAMS, _to_host(params), force=True)
-        ckpt.wait_until_finished()
+    unmark_export(directory)
+    host = _to_host(params)
+    try:
+        with ocp.StandardCheckpointer() as ckpt:
+            ckpt.save(directory / EXPORT_PARAMS, host, force=True)
+            ckpt.wait_until_finished()
+    except Exception as e:
+        if fio.is_disk_full(e):
+            raise fio.disk_full_error(directory / EXPORT_PARAMS, e, _tree_bytes(host)) from e
+        raise
     # Metadata last: its presence marks a complete export.
-    _write_json_atomic(directory / EXPORT_METADATA, metadata)
+    fio.atomic_write(directory / EXPORT_METADATA, text)
     return directory
+
+
+def unmark_export(directory) -> None:
+    """Remove ``directory``'s metadata.json (if any) before its other files are rewritten."""
+    path = pathlib.Path(directory) / EXPORT_METADATA
+    path.unlink(missing_ok=True)
 
 
 def _check_export(ckpt, directory: pathlib.Path, abstract_params) -> None:
@@ -515,8 +609,13 @@ def load_export(directory, abstract_params=None):
                 _check_export(ckpt, directory, abstract_params)
                 params = ckpt.restore(directory / EXPORT_PARAMS, abstract_params)
     except Exception as e:
-        if _read_error(e) is None:
+        found = _classify(e)
+        if found is None:
             raise
+        if found[0] == TRANSIENT:
+            raise CheckpointReadError(
+                f"could not read the export {directory}: {_reason(e)}. This does not show that its files are bad "
+                "(a permission, a stale network-filesystem handle, an I/O error); fix the cause and run again") from e
         raise DamagedCheckpointError(
             f"the export {directory} is damaged (a truncated or missing file): {_reason(e)}. Export it again: "
             f"python -m facelift_jax.export --checkpoint WORKDIR --out {directory}") from e

@@ -1,7 +1,10 @@
 """Orbax checkpoints: round trip, keep-N, killed saves, exports."""
 
+import errno
+import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -419,8 +422,6 @@ def test_write_past_a_file_size_limit_fails_clearly(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _FILE_SIZE_LIMIT, str(tmp_path)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import json
-
     msg = json.loads(proc.stdout.strip().splitlines()[-1])["error"]
     assert msg is not None, "the save past the size limit did not fail"
     assert f"saving the checkpoint of step 2 to {tmp_path} failed" in msg and "File too large" in msg
@@ -434,3 +435,148 @@ def test_write_past_a_file_size_limit_fails_clearly(tmp_path):
         ck.save(2, params, optax.sgd(0.1).init(params), {"i": 2}, {})  # with room again, the failed step saves
     assert checkpointing.latest_step(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]  # the partial write was cleaned up
+
+
+# ----------------------------------------------------------------------------------------------
+# Transient read faults stop the run and move nothing; only bad files are quarantined
+# ----------------------------------------------------------------------------------------------
+
+def _tree_digest(directory: pathlib.Path) -> dict:
+    """{relative path: bytes} of every file under ``directory`` (what a fault must leave alone)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _inject_read_fault(monkeypatch, step_dir: pathlib.Path, where: str, error: Exception,
+                       items=("data", "meta")) -> None:
+    """Make every read of ``step_dir`` through ``where`` raise ``error``: "json" = orbax's JSON item
+    reader (of ``items``), "arrays" = tensorstore's open (the params and opt_state arrays)."""
+    import tensorstore
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler
+
+    inside = str(step_dir) + "/"
+    if where == "json":
+        real = json_checkpoint_handler.JsonCheckpointHandler.restore
+
+        def restore(self, directory, *args, **kwargs):
+            if str(directory).startswith(inside) and pathlib.Path(directory).name in items:
+                raise error
+            return real(self, directory, *args, **kwargs)
+
+        monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "restore", restore)
+    else:
+        real_open = tensorstore.open
+
+        def ts_open(spec, *args, **kwargs):
+            if inside in json.dumps(spec.to_json() if hasattr(spec, "to_json") else spec, default=str):
+                raise error
+            return real_open(spec, *args, **kwargs)
+
+        monkeypatch.setattr(tensorstore, "open", ts_open)
+
+
+# What the OS and tensorstore raise for faults that say nothing about the files (tensorstore's own
+# message format: "<CODE>: ... [OS error <errno>: <name> <strerror>]").
+_TRANSIENT = {
+    "PermissionError on the meta item": ("json", PermissionError(errno.EACCES, "Permission denied")),
+    "stale NFS handle on the data item": ("json", OSError(errno.ESTALE, "Stale file handle")),
+    "I/O error on the data item": ("json", OSError(errno.EIO, "Input/output error")),
+    "EIO reading the arrays": ("arrays", ValueError(
+        'UNKNOWN: Error reading "w/0.0" in OCDBT database at local file "/ck/3/params/": Error reading local file '
+        '"/ck/3/params/d/9b1e": [OS error 5: EIO Input/output error]')),
+    "stale handle reading the arrays": ("arrays", ValueError(
+        'ABORTED: Error reading local file "/ck/3/params/manifest.ocdbt": [OS error 116: ESTALE Stale file handle]')),
+    "permission denied on the arrays": ("arrays", ValueError(
+        'PERMISSION_DENIED: Error opening file "/ck/3/opt_state/manifest.ocdbt": [OS error 13: EACCES Permission '
+        'denied]')),
+}
+# ... and for files that are bad (the same formats; tensorstore's codes for cut short or corrupt data).
+_DAMAGE = {
+    "corrupt array chunk": ("arrays", ValueError(
+        'DATA_LOSS: Error reading "w/0.0" in OCDBT database at local file "/ck/3/params/": checksum mismatch')),
+    "array file missing": ("arrays", ValueError(
+        'NOT_FOUND: Error reading local file "/ck/3/params/d/9b1e": [OS error 2: ENOENT No such file or directory]')),
+    "undecodable meta JSON": ("json", json.JSONDecodeError("Expecting value", "\x00\x00", 0)),
+    "meta file missing": ("json", FileNotFoundError(errno.ENOENT, "No such file or directory")),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(_TRANSIENT))
+def test_transient_read_error_stops_naming_the_path_and_moves_nothing(tmp_path, uninterrupted, monkeypatch, fault):
+    _, final, _, _ = uninterrupted
+    directory = tmp_path / "ck"
+    _toy_train(directory, 1, 3, *_toy_init())
+    before = _tree_digest(directory)
+    where, error = _TRANSIENT[fault]
+    _inject_read_fault(monkeypatch, directory / "3", where, error)
+    params0, opt0, _ = _toy_init()
+    with checkpointing.Checkpointer(directory, keep=10) as ck:
+        with pytest.raises(checkpointing.CheckpointReadError) as info:
+            ck.restore_latest(params0, opt0)
+        assert ck.all_steps() == [1, 2, 3]
+    assert not isinstance(info.value, checkpointing.DamagedCheckpointError)
+    msg = str(info.value)
+    assert f"could not read the checkpoint {directory / '3'}" in msg and "nothing was moved" in msg
+    assert type(error).__name__ in msg
+    with checkpointing.Checkpointer(directory, keep=10) as ck:  # asked for by step: the same error
+        with pytest.raises(checkpointing.CheckpointReadError, match=re.escape(str(directory / "3"))):
+            ck.restore(3, params0, opt0)
+    if where == "arrays":  # evaluate / export read the params alone: the same error, no fallback
+        with pytest.raises(checkpointing.CheckpointReadError, match=re.escape(str(directory / "3"))):
+            checkpointing.restore_params(directory, params0)
+    # Nothing moved or changed: no damaged/ folder, every file byte for byte as it was.
+    assert not (directory / checkpointing.DAMAGED_DIR).exists()
+    assert _tree_digest(directory) == before
+    # The fault passes: the run resumes from the newest step and ends where the uninterrupted one did.
+    monkeypatch.undo()
+    with checkpointing.Checkpointer(directory, keep=10) as ck:
+        restored = ck.restore_latest(params0, opt0)
+    assert restored.step == 3 and not restored.skipped and restored.data_state == {"next": 3}
+    params, _ = _toy_train(directory, 4, 4, restored.params, restored.opt_state, restored.data_state)
+    jax.tree.map(np.testing.assert_array_equal, params, final)
+
+
+@pytest.mark.parametrize("fault", sorted(_DAMAGE))
+def test_injected_damage_is_quarantined_and_the_run_resumes(tmp_path, uninterrupted, monkeypatch, fault):
+    _, final, _, _ = uninterrupted
+    directory = tmp_path / "ck"
+    _toy_train(directory, 1, 3, *_toy_init())
+    where, error = _DAMAGE[fault]
+    _inject_read_fault(monkeypatch, directory / "3", where, error)
+    params0, opt0, _ = _toy_init()
+    with checkpointing.Checkpointer(directory, keep=10) as ck:
+        restored = ck.restore_latest(params0, opt0)
+        assert ck.all_steps() == [1, 2]
+    assert restored.step == 2 and [s for s, _, _ in restored.skipped] == [3]
+    assert type(error).__name__ in restored.skipped[0][1]
+    assert (directory / checkpointing.DAMAGED_DIR / "3").is_dir() and not (directory / "3").exists()
+    monkeypatch.undo()
+    params, _ = _toy_train(directory, 3, 4, restored.params, restored.opt_state, restored.data_state)
+    jax.tree.map(np.testing.assert_array_equal, params, final)
+
+
+def test_transient_error_reading_an_export_is_not_called_damage(tmp_path, monkeypatch):
+    params, _, _ = _toy_init()
+    checkpointing.save_export(tmp_path / "export", params, {"v": 1})
+    _inject_read_fault(monkeypatch, tmp_path / "export", "arrays", _TRANSIENT["EIO reading the arrays"][1])
+    with pytest.raises(checkpointing.CheckpointReadError, match=rf"could not read the export {tmp_path / 'export'}"):
+        checkpointing.load_export(tmp_path / "export")
+    monkeypatch.undo()
+    loaded, meta = checkpointing.load_export(tmp_path / "export")
+    assert meta == {"v": 1}
+    np.testing.assert_array_equal(loaded["w"], params["w"])
+
+
+def test_transient_error_opening_the_checkpoint_folder_is_one_clear_error(tmp_path, monkeypatch):
+    params, opt, data = _toy_init()
+    _toy_train(tmp_path, 1, 2, params, opt, data)
+    before = _tree_digest(tmp_path)
+    # orbax reads each step's metadata when the folder is opened: a stale handle there
+    _inject_read_fault(monkeypatch, tmp_path / "2", "json", OSError(errno.ESTALE, "Stale file handle"),
+                       items=("metrics",))
+    with pytest.raises(checkpointing.CheckpointReadError,
+                       match=rf"could not open the checkpoints in {tmp_path}: OSError: .*Stale file handle"):
+        checkpointing.Checkpointer(tmp_path)
+    assert _tree_digest(tmp_path) == before
+    monkeypatch.undo()
+    with checkpointing.Checkpointer(tmp_path) as ck:
+        assert ck.restore_latest(params, opt).step == 2
