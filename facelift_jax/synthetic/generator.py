@@ -172,6 +172,11 @@ def _geometry(head, params: FaceParams, K, R, t, image_size: int, max_gaze_deg: 
                                                                             max_gaze_deg)
     normals = jnp.einsum("bij,bvj->bvi", R, jax.vmap(_vertex_normals, in_axes=(0, None))(verts, tris))
     table = jax.vmap(shading.triangle_table, in_axes=(0, 0, None, None))(pc, normals, head["canon"], tris)
+    # a triangle seen (almost exactly) edge-on has a singular T⁻¹ in float32 (inf/NaN entries) and may
+    # still pass the front-facing test by rounding; OpenCV fills a line of pixels for it, which would
+    # get NaN depth and colour. It covers no area: leave it out of the id buffer, so those pixels show
+    # the surface behind it (or the background)
+    front = front & jnp.all(jnp.isfinite(table), -1)
     return dict(verts=verts, screen=screen[:, tris], key=(a + b + c)[..., 2], front=front, landmarks=lm,
                 landmarks_cam=cam.to_camera_space(lm, camera), landmarks2d=cam.project(lm, camera),
                 candidates=cand, gaze=gaze, table=table,

@@ -31,8 +31,8 @@ def triangle_table(pc, normals_cam, canon, triangles):
     mesh-frame cm coordinates (texture/hair frame); triangles (F,3).
     """
     T = jnp.swapaxes(pc[triangles], -1, -2)                   # (F,3,3): columns a, b, c
-    # a triangle whose plane passes through the camera is seen edge-on and singular, but it is never
-    # front-facing, so its (non-finite) row is never read
+    # a triangle whose plane passes through the camera is seen edge-on and singular: its row is not
+    # finite, and generator._geometry leaves such triangles out of the id buffer (never read)
     Tinv = jnp.linalg.inv(T)
     rows = [Tinv.reshape(-1, 9)]
     for attr in (normals_cam, canon):
