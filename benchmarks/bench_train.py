@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import resource
 import sys
 import tempfile
 import time
@@ -89,11 +90,21 @@ def make_config(args):
     return c
 
 
-def timed(fn, n: int) -> float:
-    t0 = time.perf_counter()
+def _usage():
+    u = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process (XLA's, grain's, the pool's)
+    return time.perf_counter(), u.ru_utime, u.ru_stime, u.ru_minflt, u.ru_majflt
+
+
+def timed(fn, n: int, usage: dict | None = None) -> float:
+    """Seconds for ``n`` calls of ``fn``; with ``usage`` also this process's user/system CPU seconds and
+    minor/major page faults over them (resource.getrusage deltas) stored in it."""
+    before = _usage()
     for _ in range(n):
         fn()
-    return time.perf_counter() - t0
+    after = _usage()
+    if usage is not None:
+        usage.update(zip(("wall_s", "user_s", "sys_s", "minflt", "majflt"), (b - a for a, b in zip(before, after))))
+    return after[0] - before[0]
 
 
 def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
@@ -124,13 +135,14 @@ def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
     compile_s = time.perf_counter() - t0
 
     # (a) the step alone, on the fixed batch.
+    usage = {key: {} for key in ("step", "pipeline", "loop")}
     timed(lambda: jax.block_until_ready(step(fixed)), warmup)
-    step_s = timed(lambda: jax.block_until_ready(step(fixed)), steps)
+    step_s = timed(lambda: jax.block_until_ready(step(fixed)), steps, usage["step"])
 
     # (b) the pipeline alone. The prefetch buffer filled up while (a) ran: drain it (and warm up)
     # in a tight loop first, so the timing sees batches made at the pipeline's own pace.
     timed(lambda: next(batches), int(config.data.prefetch) + warmup)
-    pipeline_s = timed(lambda: next(batches), steps)
+    pipeline_s = timed(lambda: next(batches), steps, usage["pipeline"])
 
     # (c) the real loop, as train.train_loop does it (metrics fetched to the host every step).
     def loop_once():
@@ -138,12 +150,13 @@ def bench(config, data_dir: pathlib.Path, steps: int, warmup: int) -> dict:
         jax.device_get(metrics)
 
     timed(loop_once, warmup)
-    loop_s = timed(loop_once, steps)
+    loop_s = timed(loop_once, steps, usage["loop"])
 
-    def rates(seconds):
-        return dict(seconds=seconds, steps_per_s=steps / seconds, images_per_s=steps * images_per_step / seconds)
+    def rates(seconds, u):
+        return dict(seconds=seconds, steps_per_s=steps / seconds, images_per_s=steps * images_per_step / seconds, **u)
 
-    return dict(step=rates(step_s), pipeline=rates(pipeline_s), loop=rates(loop_s), compile_s=compile_s,
+    return dict(step=rates(step_s, usage["step"]), pipeline=rates(pipeline_s, usage["pipeline"]),
+                loop=rates(loop_s, usage["loop"]), compile_s=compile_s,
                 iterator_s=iterator_s, first_batch_s=first_batch_s, images_per_step=images_per_step)
 
 
@@ -204,12 +217,20 @@ def main(argv=None):
     print(f"iterator set-up {r['iterator_s']:.1f} s (pool render), compile + first step {r['compile_s']:.1f} s, "
           f"first batch {r['first_batch_s']:.1f} s (not timed); "
           f"{args.steps} timed steps each, {r['images_per_step']} images per step")
-    print(f"{'':28s} {'s/step':>8s} {'steps/s':>8s} {'images/s':>9s}")
+    print(f"{'':28s} {'s/step':>8s} {'steps/s':>8s} {'images/s':>9s} {'CPU %':>6s} {'sys %':>6s} "
+          f"{'faults/step':>11s}   (CPU % = user+sys CPU / wall, all threads; sys % = system share of that CPU)")
     names = {"step": "(a) step alone (fixed batch)", "pipeline": "(b) input pipeline alone",
              "loop": "(c) loop: next() + step"}
     for key, label in names.items():
         x = r[key]
-        print(f"{label:28s} {x['seconds'] / args.steps:8.4f} {x['steps_per_s']:8.2f} {x['images_per_s']:9.1f}")
+        cpu = x["user_s"] + x["sys_s"]
+        print(f"{label:28s} {x['seconds'] / args.steps:8.4f} {x['steps_per_s']:8.2f} {x['images_per_s']:9.1f} "
+              f"{100 * cpu / x['wall_s']:6.0f} {100 * x['sys_s'] / max(cpu, 1e-9):6.1f} "
+              f"{x['minflt'] / args.steps:11.0f}")
+    for key, label in names.items():
+        x = r[key]
+        print(f"{label}: user {x['user_s']:.2f} s, sys {x['sys_s']:.2f} s, minor page faults "
+              f"{x['minflt']} ({x['minflt'] / args.steps:.0f} per step), major {x['majflt']}")
     a = r["step"]["images_per_s"]
     print(f"ratio (c)/(a) = {r['loop']['images_per_s'] / a:.2f}  (share of the step's speed the real loop keeps; "
           f"1 = the input pipeline costs nothing)")
