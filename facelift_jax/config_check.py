@@ -220,7 +220,7 @@ RULES: dict[str, Rule] = {
     "eval.multiface.frame_step": POSITIVE_INT, "eval.multiface.face_vertices": OPTIONAL_PATH,
     "eval.multiface.landmark_vertices": OPTIONAL_PATH,
     "predict.crop_scale": POSITIVE, "predict.batch_size": POSITIVE_INT,
-    "predict.detector": choice("auto", "mediapipe", "none"),
+    "predict.detector": choice("auto", "mediapipe", "none"), "predict.max_faces": COUNT,
 }
 
 # Paths read by a stage (when set): field → (file or dir, the stages that read it, when it is needed).

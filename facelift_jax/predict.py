@@ -46,11 +46,12 @@ from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
 from facelift_jax import checkpointing, config_check, logs, media
+from facelift_jax import io as fio
 from facelift_jax import export as export_lib
 from facelift_jax import landmarks as lm
 from facelift_jax import workdir as workdir_lib
 from facelift_jax.batching import next_power_of_two, pad_batch
-from facelift_jax.evaluation.datasets.base import square_box
+from facelift_jax.evaluation.datasets.base import face_crop_box, whole_image_box
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def default_config():
         crop_scale=DEFAULT_CROP_SCALE,  # model input side / face box longer side (MediaPipe box)
         batch_size=16,                  # images (video frames) per jitted call
         detector="auto",                # face boxes: "auto" (MediaPipe when installed), "mediapipe", "none"
+        max_faces=0,                    # images: at most this many faces each, best detector score first (0 = all)
     ))
 
 
@@ -108,13 +110,6 @@ class PredictionResult:
 # ----------------------------------------------------------------------------------------------
 # Cropping: square boxes, exact back-mapping
 # ----------------------------------------------------------------------------------------------
-
-def whole_image_box(height: int, width: int) -> np.ndarray:
-    """The square (x0, y0, x1, y1) that contains the whole image, centred (pads the short side)."""
-    side = max(height, width)
-    x0, y0 = (width - side) / 2, (height - side) / 2
-    return np.array([x0, y0, x0 + side, y0 + side], np.float64)
-
 
 def _integer_square(box) -> tuple[int, int, int]:
     box = np.asarray(box, np.float64)
@@ -265,20 +260,23 @@ class FaceCropper:
     """Square model-input boxes for images: MediaPipe face landmarks when available, else the image.
 
     ``mode``: "auto" (MediaPipe if importable, else whole image with a warning), "mediapipe"
-    (required; errors if missing), "none" (whole image, no warning).
+    (required; errors if missing), "none" (whole image, no warning). ``max_faces``: at most this
+    many faces per image, highest detector score first (0 = every face found).
     """
 
-    def __init__(self, mode: str = "auto", crop_scale: float = DEFAULT_CROP_SCALE):
+    def __init__(self, mode: str = "auto", crop_scale: float = DEFAULT_CROP_SCALE, max_faces: int = 0):
         if mode not in ("auto", "mediapipe", "none"):
             raise ValueError(f"detector mode must be auto, mediapipe or none, got {mode!r}")
-        self.mode, self.crop_scale = mode, float(crop_scale)
+        if int(max_faces) < 0:
+            raise ValueError(f"max_faces must be >= 0 (0 = all), got {max_faces}")
+        self.mode, self.crop_scale, self.max_faces = mode, float(crop_scale), int(max_faces)
         self.detector = None
         self.reason = "disabled (--detector none)"
         if mode != "none":
             try:
                 from bridges.mediapipe import MediaPipeDetector  # optional [bridges] extra
 
-                self.detector = MediaPipeDetector(max_faces=1)
+                self.detector = MediaPipeDetector(max_faces=self.max_faces or None)
             except (ImportError, OSError) as e:  # the optional runtime or its model files are missing
                 if mode == "mediapipe":
                     raise RuntimeError(f"the MediaPipe face detector is not available: {e}") from e
@@ -287,15 +285,27 @@ class FaceCropper:
                     f"no face detector: {self.reason}. Feeding the whole image (padded to a square); results are "
                     "only meaningful when the face fills the frame like the training renders.", stacklevel=2)
 
+    def faces(self, image: np.ndarray) -> list[dict]:
+        """Every face of an image, highest detector score first: [{"crop_box" (4,), "source"
+        ("mediapipe" or "whole-image"), "score", "detector_box" (4,) or None}]. Without a detector,
+        or when it finds no face, one entry: the whole image."""
+        if self.detector is not None:
+            found = self.detector.detect(image)
+            if found:
+                return [{"crop_box": face_crop_box(f["landmarks98"], self.crop_scale), "source": "mediapipe",
+                         "score": float(f["score"]), "detector_box": np.asarray(f["box"], np.float64)}
+                        for f in found]
+            log.warning("no face found by MediaPipe; using the whole image")
+        return [{"crop_box": whole_image_box(*image.shape[:2]), "source": "whole-image", "score": None,
+                 "detector_box": None}]
+
     def box(self, image: np.ndarray, previous: np.ndarray | None = None) -> tuple[np.ndarray, str]:
-        """(square crop box (4,), source): source "mediapipe", "previous" (no face found in this
-        video frame: the last frame's box is kept) or "whole-image"."""
+        """(square crop box (4,), source) of the best face: source "mediapipe", "previous" (no face
+        found in this video frame: the last frame's box is kept) or "whole-image"."""
         if self.detector is not None:
             faces = self.detector.detect(image)
             if faces:
-                pts = np.asarray(faces[0]["landmarks98"], np.float64)
-                box = np.concatenate([pts.min(0), pts.max(0)])
-                return square_box(box, self.crop_scale), "mediapipe"
+                return face_crop_box(faces[0]["landmarks98"], self.crop_scale), "mediapipe"
             if previous is not None:
                 return previous, "previous"
             log.warning("no face found by MediaPipe; using the whole image")
@@ -321,10 +331,11 @@ def project_points(points3d, rotation, translation, crop_box, focal: float = cam
 
 
 def draw_overlay(image: np.ndarray, result: PredictionResult, index: int = 0, *, label: str | None = None,
-                 colour_override=None, focal: float = camera_lib.FOCAL) -> np.ndarray:
+                 colour_override=None, focal: float = camera_lib.FOCAL, text_at_box: bool = False) -> np.ndarray:
     """RGB copy of ``image`` with the 98 landmarks (per-region colours), 1σ ellipses, the crop box,
     head-pose axes at the landmark centroid (x red, y green, z blue; projected with the model's
-    ``focal``) and yaw/pitch/roll text."""
+    ``focal``) and yaw/pitch/roll text (top left, or above the crop box with ``text_at_box``: one
+    text per face when several are drawn)."""
     out = image.copy()
     h, w = out.shape[:2]
     scale = max(1, round(max(h, w) / 400))
@@ -353,15 +364,18 @@ def draw_overlay(image: np.ndarray, result: PredictionResult, index: int = 0, *,
     text = "yaw %.0f pitch %.0f roll %.0f" % tuple(r.euler_degrees)
     if label:
         text = f"{label}  {text}"
+    corner = (max(5, int(b[0])), max(15 * scale, int(b[1]) - 4 * scale)) if text_at_box else (5, 15 * scale)
     if max(h, w) >= 160:  # text on tiny frames would hide the face
-        cv2.putText(out, text, (5, 15 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (255, 255, 255), scale,
+        cv2.putText(out, text, corner, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (255, 255, 255), scale,
                     cv2.LINE_AA)
     return out
 
 
 def _write_rgb(path: pathlib.Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    ok, encoded = cv2.imencode(pathlib.Path(path).suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    fio.atomic_write(path, encoded.tobytes())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -387,14 +401,24 @@ def _json_entry(r: PredictionResult, index: int) -> dict:
 
 
 def predict_image(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path) -> dict:
+    """Every face of one image (``cropper.faces``) in one batch: ``<stem>.json`` lists them (best
+    detector score first), ``<stem>.npz`` holds the arrays with a leading face axis, the overlay
+    draws them all (numbered as in the list)."""
     image = check_image(media.read_image(path), "the image")
-    box, source = cropper.box(image)
-    result = predictor.predict_crops([image], box[None])
+    faces = cropper.faces(image)
+    result = predictor.predict_crops([image] * len(faces), np.stack([f["crop_box"] for f in faces]))
     entry = {"input": str(path), "kind": "image", "width": image.shape[1], "height": image.shape[0],
-             "face_source": source, **_json_entry(result, 0)}
-    (out_dir / f"{path.stem}.json").write_text(json.dumps(entry, indent=1))
-    np.savez(out_dir / f"{path.stem}.npz", **result.arrays())
-    _write_rgb(out_dir / f"{path.stem}_overlay.png", draw_overlay(image, result, focal=predictor.focal))
+             "num_faces": len(faces),
+             "faces": [{"face": k, "face_source": f["source"],
+                        "detector_score": None if f["score"] is None else round(f["score"], 4),
+                        **_json_entry(result, k)} for k, f in enumerate(faces)]}
+    overlay = image
+    for k in range(len(faces)):
+        overlay = draw_overlay(overlay, result, k, label=f"face {k}" if len(faces) > 1 else None,
+                               focal=predictor.focal, text_at_box=len(faces) > 1)
+    fio.atomic_write(out_dir / f"{path.stem}.json", json.dumps(entry, indent=1))
+    fio.atomic_write(out_dir / f"{path.stem}.npz", lambda f: np.savez(f, **result.arrays()))
+    _write_rgb(out_dir / f"{path.stem}_overlay.png", overlay)
     return entry
 
 
@@ -420,7 +444,7 @@ def _track_box(cropper: "FaceCropper", frame: np.ndarray, roi) -> tuple[np.ndarr
     if presence < det.min_presence:
         return None, None
     pts = np.asarray(det.landmarks98(frame, points), np.float64)
-    return square_box(np.concatenate([pts.min(0), pts.max(0)]), cropper.crop_scale), roi
+    return face_crop_box(pts, cropper.crop_scale), roi
 
 
 def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path, out_dir: pathlib.Path,
@@ -444,63 +468,66 @@ def predict_video(predictor: Predictor, cropper: FaceCropper, path: pathlib.Path
     writer, results, filtered, sources = None, [], [], []
     roi = None
     overlay_path = out_dir / f"{path.stem}_overlay.mp4"
-    bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
-    try:
-        for frames in media.iter_video(path, predictor.batch_size):
-            boxes = []
-            for f in frames:
-                b, roi = _track_box(cropper, f, roi)
-                s = "tracked"
-                if b is None and hasattr(cropper.detector, "landmarks_from_roi"):
-                    faces = cropper.detector.detect(f)
-                    if faces:  # the detection's crop starts the tracking
-                        pts = np.asarray(faces[0]["landmarks98"], np.float64)
-                        b = square_box(np.concatenate([pts.min(0), pts.max(0)]), cropper.crop_scale)
-                        s, roi = "mediapipe", faces[0].get("roi")
-                    else:
+    # the overlay is written under a temporary name and renamed when complete: a run cut short
+    # (a full disk, Ctrl-C) leaves no half video to be taken for a finished one
+    with fio.atomic_path(overlay_path) as overlay_tmp:
+        bar = tqdm(total=total or None, desc=path.name, unit="frame", leave=False, disable=not progress)
+        try:
+            for frames in media.iter_video(path, predictor.batch_size):
+                boxes = []
+                for f in frames:
+                    b, roi = _track_box(cropper, f, roi)
+                    s = "tracked"
+                    if b is None and hasattr(cropper.detector, "landmarks_from_roi"):
+                        faces = cropper.detector.detect(f)
+                        if faces:  # the detection's crop starts the tracking
+                            b = face_crop_box(faces[0]["landmarks98"], cropper.crop_scale)
+                            s, roi = "mediapipe", faces[0].get("roi")
+                        else:
+                            last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
+                            held = last is not None and sources[-1] != "whole-image"
+                            b, s = (last, "previous") if held else (whole_image_box(*f.shape[:2]), "whole-image")
+                    elif b is None:
                         last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
-                        held = last is not None and sources[-1] != "whole-image"
-                        b, s = (last, "previous") if held else (whole_image_box(*f.shape[:2]), "whole-image")
-                elif b is None:
-                    last = boxes[-1] if boxes else (results[-1].crop_boxes[-1] if results else None)
-                    b, s = cropper.box(f, previous=last if sources and sources[-1] != "whole-image" else None)
-                boxes.append(b)
-                sources.append(s)
-            result = predictor.predict_crops(frames, np.stack(boxes))
-            results.append(result)
-            # a frame without a found face (the whole image or the previous box while a detector runs)
-            # is not a measurement
-            valid = np.array([not (cropper.detector is not None and s in ("whole-image", "previous"))
-                              for s in sources[-len(frames):]])
-            state, out = temporal.run(config, state, _video_filter_observation(result, valid, predictor.focal))
-            out = {k: np.asarray(v) for k, v in out.items()}
-            smooth = dataclasses.replace(result, **out, euler_degrees=np.asarray(rotation_lib.euler_degrees(
-                out["rotation"])))
-            filtered.append(smooth)
-            if writer is None:
-                h, w = frames[0].shape[:2]
-                writer = cv2.VideoWriter(str(overlay_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                if not writer.isOpened():
-                    raise OSError(f"could not open {overlay_path} for writing")
-            for i, f in enumerate(frames):
-                label = f"frame {len(sources) - len(frames) + i} {filter}"
-                writer.write(cv2.cvtColor(draw_overlay(f, smooth, i, label=label, focal=predictor.focal), cv2.COLOR_RGB2BGR))
-            bar.update(len(frames))
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.release()
+                        b, s = cropper.box(f, previous=last if sources and sources[-1] != "whole-image" else None)
+                    boxes.append(b)
+                    sources.append(s)
+                result = predictor.predict_crops(frames, np.stack(boxes))
+                results.append(result)
+                # a frame without a found face (the whole image or the previous box while a detector runs)
+                # is not a measurement
+                valid = np.array([not (cropper.detector is not None and s in ("whole-image", "previous"))
+                                  for s in sources[-len(frames):]])
+                state, out = temporal.run(config, state, _video_filter_observation(result, valid, predictor.focal))
+                out = {k: np.asarray(v) for k, v in out.items()}
+                smooth = dataclasses.replace(result, **out, euler_degrees=np.asarray(rotation_lib.euler_degrees(
+                    out["rotation"])))
+                filtered.append(smooth)
+                if writer is None:
+                    h, w = frames[0].shape[:2]
+                    writer = cv2.VideoWriter(str(overlay_tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    if not writer.isOpened():
+                        raise OSError(f"could not open {overlay_path} for writing")
+                for i, f in enumerate(frames):
+                    label = f"frame {len(sources) - len(frames) + i} {filter}"
+                    writer.write(cv2.cvtColor(draw_overlay(f, smooth, i, label=label, focal=predictor.focal), cv2.COLOR_RGB2BGR))
+                bar.update(len(frames))
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.release()
     result = PredictionResult.concatenate(results)
     smooth = PredictionResult.concatenate(filtered)
-    np.savez(out_dir / f"{path.stem}.npz", **result.arrays(),
-             **{f"filtered_{k}": v for k, v in smooth.arrays().items() if k != "crop_boxes"}, filter=np.array(filter))
+    arrays = {**result.arrays(), **{f"filtered_{k}": v for k, v in smooth.arrays().items() if k != "crop_boxes"},
+              "filter": np.array(filter)}
+    fio.atomic_write(out_dir / f"{path.stem}.npz", lambda f: np.savez(f, **arrays))
     summary = {"input": str(path), "kind": "video", "frames": len(result),
                "face_source": {s: sources.count(s) for s in sorted(set(sources))},
                "filter": config.describe(),
                "yaw_pitch_roll_degrees_mean": _rounded(result.euler_degrees.mean(0), 3),
                "filtered_yaw_pitch_roll_degrees_mean": _rounded(smooth.euler_degrees.mean(0), 3),
                "arrays": f"{path.stem}.npz", "overlay": overlay_path.name}
-    (out_dir / f"{path.stem}.json").write_text(json.dumps(summary, indent=1))
+    fio.atomic_write(out_dir / f"{path.stem}.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -517,11 +544,13 @@ def expand_inputs(inputs: Sequence[str]) -> list[pathlib.Path]:
 
 
 def run(inputs: Sequence[str], model_dir, out_dir, *, detector: str = "auto", crop_scale: float = DEFAULT_CROP_SCALE,
-        batch_size: int = 16, progress: bool = True, filter: str = "kalman") -> tuple[list[dict], list[tuple[str, str]]]:
+        batch_size: int = 16, progress: bool = True, filter: str = "kalman",
+        max_faces: int = 0) -> tuple[list[dict], list[tuple[str, str]]]:
     """Predict every input; returns (successful entries, [(input, one-line error)]), the latter also
-    written to ``out_dir/failures.txt`` (removed when nothing failed)."""
+    written to ``out_dir/failures.txt`` (removed when nothing failed). A full disk stops the run
+    (``io.DiskFullError``: every later file would fail too); the outputs already written are complete."""
     predictor = Predictor.load(model_dir, batch_size=batch_size)
-    cropper = FaceCropper(detector, crop_scale)
+    cropper = FaceCropper(detector, crop_scale, max_faces)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     done, failed = [], []
@@ -536,6 +565,8 @@ def run(inputs: Sequence[str], model_dir, out_dir, *, detector: str = "auto", cr
                 done.append(predict_video(predictor, cropper, path, out_dir, progress, filter=filter))
             else:
                 done.append(predict_image(predictor, cropper, path, out_dir))
+        except fio.DiskFullError:
+            raise
         except (ValueError, OSError) as e:  # a bad or unwritable file must not stop the others; a bug does
             msg = " ".join((e.reason if isinstance(e, media.MediaError) else str(e)).split())  # one line
             failed.append((str(path), msg))
@@ -543,7 +574,7 @@ def run(inputs: Sequence[str], model_dir, out_dir, *, detector: str = "auto", cr
     failures = out_dir / "failures.txt"
     failures.unlink(missing_ok=True)  # a stale list from an earlier run would blame files that now succeed
     if failed:
-        failures.write_text("".join(f"{path}: {msg}\n" for path, msg in failed))
+        fio.atomic_write(failures, "".join(f"{path}: {msg}\n" for path, msg in failed))
     return done, failed
 
 
@@ -561,6 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"model input side / face landmark box side (default: config.predict.crop_scale, "
                         f"{DEFAULT_CROP_SCALE:.3f})")
     p.add_argument("--batch-size", type=int, default=None, help="default: config.predict.batch_size (16)")
+    p.add_argument("--max-faces", type=int, default=None,
+                   help="images: at most this many faces each, highest detector score first (default: "
+                        "config.predict.max_faces, 0 = every face found); videos follow one face")
     p.add_argument("--config", default=None, help="config .py[:arg]/.json whose predict section is used (default: "
                    "configs/default.py); --config.predict.x=v overrides a field. The model comes from --model.")
     p.add_argument("--filter", default="kalman", choices=("kalman", "one_euro", "none"),
@@ -578,7 +612,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir_lib.override(config, assignments)
         if "predict" not in config:  # a config (a workdir's config.json) from before the section existed
             config.predict = default_config()
-        flags = {"crop_scale": "--crop-scale", "batch_size": "--batch-size", "detector": "--detector"}
+        for key, value in default_config().items():  # ... or before one of its fields did
+            if key not in config.predict:
+                with config.predict.unlocked():
+                    config.predict[key] = value
+        flags = {"crop_scale": "--crop-scale", "batch_size": "--batch-size", "detector": "--detector",
+                 "max_faces": "--max-faces"}
         for key, flag in flags.items():
             if getattr(args, key) is not None:
                 config.predict[key] = getattr(args, key)
@@ -596,7 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.log_to(args.out)
         pc = config.predict
         done, failed = run(args.inputs, model, args.out, detector=pc.detector, crop_scale=float(pc.crop_scale),
-                           batch_size=int(pc.batch_size), progress=not args.no_progress, filter=args.filter)
+                           batch_size=int(pc.batch_size), progress=not args.no_progress, filter=args.filter,
+                           max_faces=int(pc.max_faces))
     print(f"{len(done)} input(s) done, {len(failed)} failed; outputs in {args.out}")
     for path, msg in failed:
         print(f"  failed: {path}: {msg}", file=sys.stderr)

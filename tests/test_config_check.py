@@ -156,6 +156,7 @@ BAD = [
     ("predict.crop_scale", "-1.0", "a negative crop"),
     ("predict.batch_size", "0", "empty prediction calls"),
     ("predict.detector", "yolo", "no such face detector"),
+    ("predict.max_faces", "-1", "a count"),
 ]
 # model.radius, model.look_at and model.focal are references to the camera's fields (one sphere and
 # one K for both).

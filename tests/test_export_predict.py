@@ -201,8 +201,8 @@ def test_cli_images_videos_and_failures(export_dir, images, tmp_path, capsys):
         and "empty.avi" in err
     assert "gray.png" not in err and json.loads((out / "gray.json").read_text())["width"] == 96
     entry = json.loads((out / "face.json").read_text())
-    assert entry["width"] == 96 and entry["face_source"] == "whole-image"
-    assert np.asarray(entry["landmarks2d"]).shape == (98, 2)
+    assert entry["width"] == 96 and entry["num_faces"] == 1 and entry["faces"][0]["face_source"] == "whole-image"
+    assert np.asarray(entry["faces"][0]["landmarks2d"]).shape == (98, 2)
     assert cv2.imread(str(out / "face_overlay.png")).shape == (64, 96, 3)
     arrays = np.load(out / "clip.npz")
     assert arrays["landmarks2d"].shape == (10, 98, 2) and arrays["euler_degrees"].shape == (10, 3)
@@ -333,13 +333,48 @@ def test_cli_with_mediapipe_face_boxes(export_dir, tmp_path):
                          "--no-progress"])
     assert code == 0
     entry = json.loads((out / "astronaut.json").read_text())
-    assert entry["face_source"] == "mediapipe"
-    x0, y0, x1, y1 = entry["crop_box"]
+    assert entry["num_faces"] == 1 and entry["faces"][0]["face_source"] == "mediapipe"
+    x0, y0, x1, y1 = entry["faces"][0]["crop_box"]
     assert 190 < (x0 + x1) / 2 < 260 and 100 < (y0 + y1) / 2 < 170 and 100 < x1 - x0 < 250
     summary = json.loads((out / "clip.json").read_text())
     assert summary["face_source"] == {"mediapipe": 2, "previous": 1}
     boxes = np.load(out / "clip.npz")["crop_boxes"]
     np.testing.assert_array_equal(boxes[1], boxes[0])
+
+
+def test_predict_returns_every_face_of_a_two_face_photo(export_dir, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    skimage_data = pytest.importorskip("skimage.data")
+    face = skimage_data.astronaut()[40:280, 120:360]  # one real face, about 90 px from brows to chin
+    small = cv2.resize(face, (160, 160), interpolation=cv2.INTER_AREA)
+    photo = np.full((300, 520, 3), 90, np.uint8)
+    photo[30:270, 10:250] = face  # the larger face on the left, a smaller copy on the right
+    photo[70:230, 330:490] = small
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "two.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert predict.main([str(src / "two.png"), "--model", str(export_dir), "--out", str(out), "--detector",
+                         "mediapipe", "--no-progress"]) == 0
+    entry = json.loads((out / "two.json").read_text())
+    assert entry["num_faces"] == 2 and len(entry["faces"]) == 2
+    centres = sorted(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in (f["crop_box"] for f in entry["faces"]))
+    assert centres[0][0] < 250 < 330 < centres[1][0], centres  # one box on each face
+    for f in entry["faces"]:  # each face's landmarks lie inside its own crop
+        x0, y0, x1, y1 = f["crop_box"]
+        pts = np.asarray(f["landmarks2d"])
+        assert ((pts[:, 0] > x0) & (pts[:, 0] < x1) & (pts[:, 1] > y0) & (pts[:, 1] < y1)).mean() > 0.9
+    arrays = np.load(out / "two.npz")
+    assert arrays["landmarks2d"].shape == (2, 98, 2)
+    np.testing.assert_allclose(arrays["crop_boxes"], [f["crop_box"] for f in entry["faces"]], atol=0.01)
+    overlay = cv2.imread(str(out / "two_overlay.png"))
+    assert overlay.shape == photo.shape and np.abs(overlay.astype(int) - photo[..., ::-1]).sum() > 0
+    # --max-faces 1: only the best-scored face, one row in each output
+    assert predict.main([str(src / "two.png"), "--model", str(export_dir), "--out", str(tmp_path / "one"),
+                         "--detector", "mediapipe", "--max-faces", "1", "--no-progress"]) == 0
+    one = json.loads((tmp_path / "one" / "two.json").read_text())
+    assert one["num_faces"] == 1 and one["faces"][0]["crop_box"] in [f["crop_box"] for f in entry["faces"]]
+    assert np.load(tmp_path / "one" / "two.npz")["landmarks2d"].shape == (1, 98, 2)
 
 
 def test_video_tracks_the_face_between_frames(export_dir, tmp_path):

@@ -117,3 +117,16 @@ def square_box(box, scale: float = 1.0) -> np.ndarray:
     centre = (box[:2] + box[2:]) / 2
     half = scale * np.max(box[2:] - box[:2]) / 2
     return np.concatenate([centre - half, centre + half])
+
+
+def whole_image_box(height: int, width: int) -> np.ndarray:
+    """The square (x0, y0, x1, y1) that contains the whole image, centred (pads the short side)."""
+    side = max(height, width)
+    x0, y0 = (width - side) / 2, (height - side) / 2
+    return np.array([x0, y0, x0 + side, y0 + side], np.float64)
+
+
+def face_crop_box(landmarks, crop_scale: float) -> np.ndarray:
+    """The model input of a face found by its landmarks (N, 2) pixels: the square of side
+    ``crop_scale`` × their box's longer side about its centre (what predict feeds the model)."""
+    return square_box(points_box(np.asarray(landmarks, np.float64)), crop_scale)
