@@ -352,15 +352,13 @@ def _cross_checks(config, fields: dict, stage: str, num_devices: int | None, pro
         _check_held_out(fields)
     spec = get("eval.data")
     if spec is not None:
-        kind, _, arg = str(spec).partition(":")
-        kind = kind.lower().replace("-", "").replace("_", "")
-        if kind not in ("synthetic", "dad3dheads", "multiface"):
-            raise ConfigError("eval.data", spec, "must be 'synthetic[:N]', 'dad3dheads:PATH' or 'multiface:PATH'")
-        if kind == "synthetic" and arg and not arg.isdigit():
-            raise ConfigError("eval.data", spec, "'synthetic:N' needs an integer N")
-        if kind != "synthetic" and not arg:
-            raise ConfigError("eval.data", spec, f"needs a path: {kind}:PATH")
-        if kind != "synthetic" and stage == "evaluate" and not pathlib.Path(arg).exists():
+        from facelift_jax.evaluation.datasets import spec as data_spec
+
+        try:
+            kind, arg = data_spec.parse(spec)
+        except ValueError as e:
+            raise ConfigError("eval.data", spec, str(e)) from None
+        if arg and data_spec.has_path(kind) and stage == "evaluate" and not pathlib.Path(arg).exists():
             raise ConfigError("eval.data", spec, f"the folder {arg} does not exist")
     if stage == "train":
         mv, mf = get("batch.multiview", 0), get("batch.multiframe", 0)

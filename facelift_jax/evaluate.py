@@ -5,7 +5,8 @@
 DIR: an export (``metadata.json`` + ``params/``), a training workdir, its ``checkpoints/`` folder
 or one ``<step>/`` folder. SPEC (``evaluation.datasets.load``): ``synthetic`` (default: the
 held-out synthetic set of the config; ``synthetic:N`` the first N), ``dad3dheads:PATH``,
-``multiface:PATH``. OUT_DIR defaults to ``<export or workdir>/eval/<dataset kind>``.
+``multiface:PATH``, ``annotated[:DIR]`` (hand-annotated 68-point photos, ``.pts`` / ``.ljson``; without
+DIR the ones ``make`` installs). OUT_DIR defaults to ``<export or workdir>/eval/<dataset kind>``.
 
 The held-out synthetic set goes through the training loop's own evaluator
 (``evaluation.evaluator.Evaluator``: the same code, so the same tables as training's
@@ -24,6 +25,11 @@ true pose; 2D detector + PnP template fit). The set is cached under the workdir'
 * ``per_image.csv`` — one row per image: name, categories, NMLC, NME, predicted yaw/pitch/roll, …;
 * ``examples.png`` — the best and worst images (by per-image NMLC, else NME) with ground truth
   (green) and predictions (red) overlaid.
+
+The annotated photos are fed to the model as ``predict`` feeds a photo (the MediaPipe bridge's
+face box, ``config.predict.crop_scale``), and the bridge's own landmarks on the same face are a
+baseline row ("MediaPipe face mesh (its crop)", blue in ``examples.png``, ``baseline_nme`` in the
+CSV), scored by the same scorer.
 
 Landmarks: predictions have 98 WFLW points; on 68-point sets (DAD-3DHeads, Multiface) the 68
 subset (landmarks.to68) is scored, as in the paper. All errors ×100 of sqrt(w·h) of the set's
@@ -51,6 +57,7 @@ from facelift_jax import workdir as workdir_lib
 from facelift_jax.evaluation import scoring
 from facelift_jax.evaluation.datasets import DatasetFormatError, EvalSet
 from facelift_jax.evaluation.datasets import load as load_dataset
+from facelift_jax.evaluation.datasets import spec as data_spec
 from facelift_jax.evaluation.evaluator import Evaluator
 from facelift_jax.predict import PredictionResult, Predictor, whole_image_box
 
@@ -170,8 +177,30 @@ def run_predictions(predictor, dataset: EvalSet, progress: bool = True) -> dict:
         "categories": {a: np.array([c.get(a, "n/a") for c in cats], dtype=object) for a in attrs},
         "landmarks3d": _stack_optional([e.get("landmarks3d") for e in extras], "3D landmarks"),
         "rotation": _stack_optional([e.get("rotation") for e in extras], "rotations"),
+        # a reader's own baseline prediction (annotated photos: the detector's 98 points; NaN = none)
+        "baseline_landmarks2d": _stack_optional([e.get("baseline_landmarks2d") for e in extras], "baseline landmarks"),
         "skipped": skipped,
     }
+
+
+BASELINE_NAME = "MediaPipe face mesh (its crop)"  # the reader's baseline row (annotated photos)
+
+
+def score_baseline(run: dict, num_points: int) -> dict | None:
+    """The metrics of the reader's baseline points (``run["baseline_landmarks2d"]``, 98 WFLW) on the
+    images where it has them, by the same scorer as the model; None without a baseline."""
+    base = run.get("baseline_landmarks2d")
+    if base is None or run["landmarks2d"] is None:
+        return None
+    have = np.all(np.isfinite(base), axis=(1, 2))
+    if not have.any():
+        return None
+    pred = lm.to68(base[have]) if num_points == 68 else base[have]
+    target = run["landmarks2d"][have]
+    if target.shape[1] == 98 and num_points == 68:
+        target = lm.to68(target)
+    cats = {a: v[have] for a, v in run["categories"].items()} or None
+    return scoring.score(pred, run["box_size"][have], target=target, categories=cats)
 
 
 def score(run: dict, num_points: int, block_elements: int = metrics.DEFAULT_BLOCK_ELEMENTS) -> dict:
@@ -197,8 +226,9 @@ def _fmt(v) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.2f}"
 
 
-def markdown_table(report: dict, model_name: str, dataset_name: str) -> str:
-    """The paper-style table(s) as markdown."""
+def markdown_table(report: dict, model_name: str, dataset_name: str, baselines: dict | None = None) -> str:
+    """The paper-style table(s) as markdown; ``baselines`` {name: report of the same scorer} add rows."""
+    baselines = {k: v for k, v in (baselines or {}).items() if v is not None}
     metrics_present = [m for m in ("nmlc", "nme") if m in report]
     cats = report[metrics_present[0]].get("categories", {})
     main = [(a, v) for a, values in TABLE_CATEGORIES.items() if a in cats for v in values if v in cats[a]]
@@ -206,20 +236,29 @@ def markdown_table(report: dict, model_name: str, dataset_name: str) -> str:
     lines = [f"### {dataset_name} — {report['num_images']} images, {report['num_points']} landmarks "
              "(×100, normalized by sqrt(w·h) of the face box)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in metrics_present:
-        r = report[m]
-        row = [model_name, m.upper(), *[_fmt(r["regions"][k]) for k in lm.TABLE_REGIONS],
-               *[_fmt(r["categories"][a][v]) for a, v in main]]
-        lines.append("| " + " | ".join(row) + " |")
+    for name, rep in [(model_name, report), *baselines.items()]:
+        for m in metrics_present:
+            if m not in rep:
+                continue
+            r = rep[m]
+            shown = name if rep is report or rep["num_images"] == report["num_images"] else \
+                f"{name} ({rep['num_images']} of {report['num_images']} images)"
+            row = [shown, m.upper(), *[_fmt(r["regions"][k]) for k in lm.TABLE_REGIONS],
+                   *[_fmt(r["categories"].get(a, {}).get(v)) for a, v in main]]
+            lines.append("| " + " | ".join(row) + " |")
     others = [a for a in cats if a not in TABLE_CATEGORIES]
     for a in others:
         values = list(cats[a])
         if len(values) > 40:
             lines += ["", f"({a}: {len(values)} values, see results.json)"]
             continue
-        lines += ["", f"#### by {a}", "", "| Metric | " + " | ".join(values) + " |", "|" + "---|" * (len(values) + 1)]
-        for m in metrics_present:
-            lines.append(f"| {m.upper()} | " + " | ".join(_fmt(report[m]["categories"][a][v]) for v in values) + " |")
+        lines += ["", f"#### by {a}", "", "| Model | Metric | " + " | ".join(values) + " |",
+                  "|" + "---|" * (len(values) + 2)]
+        for name, rep in [(model_name, report), *baselines.items()]:
+            for m in metrics_present:
+                if m in rep:
+                    cells = [_fmt(rep[m]["categories"].get(a, {}).get(v)) for v in values]
+                    lines.append(f"| {name} | {m.upper()} | " + " | ".join(cells) + " |")
     extra = []
     if "landmarks3d_nme" in report:
         extra.append(f"3D landmark error: {report['landmarks3d_error']:.4f} world units = "
@@ -246,13 +285,17 @@ def _json_ready(report: dict) -> dict:
     return out
 
 
-def write_csv(path: pathlib.Path, run: dict, report: dict) -> None:
+def write_csv(path: pathlib.Path, run: dict, report: dict, baseline: dict | None = None) -> None:
     cat_names = list(run["categories"])
     cols = ["index", "name", *cat_names, "box_size"]
     series = {}
     for m in ("nmlc", "nme"):
         if m in report:
             series[m] = report[m]["per_image"]
+    if baseline is not None and "nme" in baseline:  # NaN where the baseline has no points
+        have = np.all(np.isfinite(run["baseline_landmarks2d"]), axis=(1, 2))
+        series["baseline_nme"] = np.full(len(have), np.nan)
+        series["baseline_nme"][have] = baseline["nme"]["per_image"]
     for k in ("per_image_landmarks3d_nme", "per_image_pose_error_deg"):
         if k in report:
             series[k.removeprefix("per_image_")] = report[k]
@@ -275,7 +318,8 @@ def ranking(report: dict) -> tuple[str, np.ndarray]:
 
 
 def plot_examples(path: pathlib.Path, dataset: EvalSet, run: dict, report: dict, num: int = 4) -> pathlib.Path:
-    """A 2×num grid: best (top) and worst (bottom) images, ground truth green, prediction red."""
+    """A 2×num grid: best (top) and worst (bottom) images, ground truth green, prediction red (and
+    the reader's baseline points blue, when it has them)."""
     from matplotlib.figure import Figure  # no pyplot: no global backend switch (plots.py)
 
     metric, errors = ranking(report)
@@ -301,13 +345,18 @@ def plot_examples(path: pathlib.Path, dataset: EvalSet, run: dict, report: dict,
         if truth is not None:
             ax.scatter(truth[:, 0], truth[:, 1], s=6, c="lime", linewidths=0)
             ax.plot(np.stack([truth[:, 0], pred[:, 0]]), np.stack([truth[:, 1], pred[:, 1]]), c="yellow", lw=0.5)
+        base = run.get("baseline_landmarks2d")
+        if base is not None and np.all(np.isfinite(base[i])):
+            b = lm.to68(base[i]) if to68 else base[i]
+            ax.scatter(b[:, 0], b[:, 1], s=5, c="deepskyblue", linewidths=0)
         ax.scatter(pred[:, 0], pred[:, 1], s=6, c="red", linewidths=0)
         view = run["prediction"].crop_boxes[i]
         ax.set_xlim(view[0], view[2])
         ax.set_ylim(view[3], view[1])
         ax.set_title(f"{label}: {sample.name[:28]}\n{metric.upper()} {errors[i]:.2f}", fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"{dataset.name}: ground truth (green) vs prediction (red)", fontsize=10)
+    also = ", baseline (blue)" if run.get("baseline_landmarks2d") is not None else ""
+    fig.suptitle(f"{dataset.name}\nground truth (green), prediction (red){also}", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -346,15 +395,18 @@ def evaluate(predictor_or_model, dataset, out_dir, *, config=None, data_dir=None
     if num_points not in (98, 68) or (num_points == 98 and dataset.num_points == 68):
         raise ValueError(f"num_points must be 98 or 68 (and 68 on the 68-point set {dataset.name}), got {num_points}")
     report = score(run, num_points, block_elements=block_elements)
+    baseline = score_baseline(run, num_points)
     files = {"markdown": out_dir / "results.md", "json": out_dir / "results.json", "csv": out_dir / "per_image.csv",
              "examples": out_dir / "examples.png"}
-    files["markdown"].write_text(markdown_table(report, model_name, dataset.name))
-    write_csv(files["csv"], run, report)
+    files["markdown"].write_text(markdown_table(report, model_name, dataset.name, {BASELINE_NAME: baseline}))
+    write_csv(files["csv"], run, report, baseline)
     if num_examples is None:
         num_examples = int(config.eval.num_examples) if config is not None else 4
     plot_examples(files["examples"], dataset, run, report, num_examples)
     summary = {"dataset": dataset.name, **_json_ready(report), "skipped": run["skipped"],
                "files": {k: str(v) for k, v in files.items()}}
+    if baseline is not None:
+        summary["baselines"] = {BASELINE_NAME: _json_ready(baseline)}
     files["json"].write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -363,7 +415,8 @@ def evaluate(predictor_or_model, dataset, out_dir, *, config=None, data_dir=None
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facelift_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="export dir, training workdir, checkpoints/ or <step>/")
-    p.add_argument("--data", default=None, help="synthetic[:N] | dad3dheads:PATH | multiface:PATH (default: config.eval.data)")
+    p.add_argument("--data", default=None, help="synthetic[:N] | dad3dheads:PATH | multiface:PATH | annotated[:DIR] "
+                   "(default: config.eval.data)")
     p.add_argument("--out", default=None, help="output directory (default: <export or workdir>/eval/<data kind>)")
     p.add_argument("--config", default=None, help="config .py[:arg]/.json (default: the workdir's config.json, also "
                    "for <workdir>/export, else configs/default.py); --config.eval.x=v overrides a field")
@@ -433,11 +486,11 @@ def _run(args, assignments: list[str], session) -> int:
     spec = ev.data
     data_dir = home / "data" if (home / "data").is_dir() else None
     # Default output: beside the export, or in the training workdir (never inside Orbax's step folders).
-    out = pathlib.Path(args.out) if args.out else (workdir or ckpt) / "eval" / spec.split(":")[0]
+    kind, arg = data_spec.parse(spec)  # checked by config_check above
+    out = pathlib.Path(args.out) if args.out else (workdir or ckpt) / "eval" / kind
     session.log_to(workdir or (home if (home / workdir_lib.CONFIG_FILE).is_file() else out))
     model, metadata, _, _ = load_model(ckpt, config=config if workdir is not None else None)
-    kind, _, arg = spec.partition(":")
-    if kind.lower() == "synthetic" and args.points in (None, 98):
+    if kind == "synthetic" and args.points in (None, 98):
         limit = int(arg or ev.limit)  # an integer: config_check
         summary = evaluate_heldout(model, out, config=config, data_dir=data_dir, limit=limit,
                                    batch_size=args.batch_size)

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm")  # what OpenCV decodes
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 DEFAULT_FPS = 25.0  # when a container does not state its frame rate
 # 2**27 ≈ 134 M pixels (e.g. 11585²): a 100-megapixel camera's photo passes; decoded it takes 400 MB as

@@ -225,9 +225,97 @@ def test_load_specs(tmp_path):
     cfg.eval.multiface.sequences = ("E002_Swallow",)
     ds = datasets.load(f"multiface:{mroot}", cfg)
     assert isinstance(ds, Multiface) and {s[0] for s in ds.items} == {"E002_Swallow"} and len(ds) == 4
-    with pytest.raises(ValueError, match="unknown data spec"):
+    with pytest.raises(ValueError, match="data spec 'celeba:/x': unknown kind 'celeba'"):
         datasets.load("celeba:/x", cfg)
     with pytest.raises(ValueError, match="needs a path"):
         datasets.load("dad3dheads", cfg)
     with pytest.raises(ValueError, match="integer N"):
         datasets.load("synthetic:many", cfg)
+
+
+# ----------------------------------------------------------------------------- hand-annotated photos
+def _write_annotated(folder, truths: dict, image_size=(120, 160)):
+    """Photos with known 68-point truth (continuous pixels): .pts for .jpg/.ppm, .ljson for .png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = image_size
+    for name, truth in truths.items():
+        image = np.full((h, w, 3), 128, np.uint8)
+        if name.endswith(".ppm"):
+            image[..., 1] = image[..., 2] = image[..., 0] = 60  # grayscale
+        else:
+            image[..., 0] = 200
+        cv2.imwrite(str(folder / name), image)
+        stem = folder / name.rsplit(".", 1)[0]
+        if name.endswith(".png"):  # menpo LJSON: 0-based [row, col]
+            rows_cols = (truth - 0.5)[:, ::-1]
+            doc = {"version": 2, "groups": {"LJSON": {"landmarks": {"points": rows_cols.tolist()}, "labels": []}}}
+            stem.with_suffix(".ljson").write_text(json.dumps(doc))
+        else:  # iBUG .pts: 1-based "x y"
+            body = "\n".join(f"{x + 0.5:.6f} {y + 0.5:.6f}" for x, y in truth)
+            stem.with_suffix(".pts").write_text(f"version: 1\nn_points:  {len(truth)}\n{{\n{body}\n}}\n")
+
+
+def _truth68(seed, centre=(80.0, 60.0), size=40.0):
+    rng = np.random.default_rng(seed)
+    return np.asarray(centre) + (rng.random((68, 2)) - 0.5) * size
+
+
+def test_annotated_photos_read_both_formats_in_continuous_pixels(tmp_path):
+    from facelift_jax.evaluation.datasets import annotated
+
+    truths = {"a.jpg": _truth68(0), "b.png": _truth68(1), "c.ppm": _truth68(2)}
+    _write_annotated(tmp_path, truths)
+    (tmp_path / "no_annotation.jpg").write_bytes((tmp_path / "a.jpg").read_bytes())  # not a sample
+    ds = annotated.AnnotatedPhotos(tmp_path, crop_scale=1.5)
+    assert [s.name for s in ds] == ["a.jpg", "b.png", "c.ppm"]
+    for s in ds:
+        np.testing.assert_allclose(s.landmarks2d, truths[s.name], atol=1e-6)  # .pts − 0.5, [row, col] + 0.5
+        np.testing.assert_allclose(s.box, [*truths[s.name].min(0), *truths[s.name].max(0)], atol=1e-6)
+    assert [s.categories["colour"] for s in ds] == ["colour", "colour", "grayscale"]
+    # without a detector: the whole image, padded to a square (predict's fallback), no baseline points
+    s = ds[0]
+    np.testing.assert_allclose(s.crop_box, [0, -20, 160, 140])
+    assert s.categories["face"] == "not found" and np.isnan(s.extra["baseline_landmarks2d"]).all()
+
+
+def test_annotated_photo_errors_name_the_file(tmp_path):
+    from facelift_jax.evaluation.datasets import annotated
+
+    (tmp_path / "tongue.pts").write_text("version: 1\nn_points: 19\n{\n" + "1 2\n" * 19 + "}\n")
+    with pytest.raises(base.DatasetFormatError, match=r"tongue.pts: 19 points, not the 68"):
+        annotated.read_annotation(tmp_path / "tongue.pts")
+    (tmp_path / "bad.pts").write_text("1 2\n3 4\n")
+    with pytest.raises(base.DatasetFormatError, match=r"bad.pts: not an iBUG .pts file"):
+        annotated.read_annotation(tmp_path / "bad.pts")
+    (tmp_path / "bad.ljson").write_text('{"groups": {}}')
+    with pytest.raises(base.DatasetFormatError, match=r"bad.ljson: no groups.LJSON.landmarks.points"):
+        annotated.read_annotation(tmp_path / "bad.ljson")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(base.DatasetFormatError, match="no image in .*empty has a .pts or .ljson"):
+        annotated.AnnotatedPhotos(tmp_path / "empty", crop_scale=1.5)
+
+
+def test_annotated_photo_takes_the_face_that_overlaps_the_annotation(tmp_path):
+    from facelift_jax import landmarks as lm
+    from facelift_jax.evaluation.datasets import annotated
+
+    truth = _truth68(3, centre=(110.0, 60.0), size=30.0)
+    _write_annotated(tmp_path, {"two.jpg": truth})
+    near = np.zeros((98, 2))
+    near[lm.WFLW98_TO_68] = truth + [2.0, 0.0]
+    near[np.setdiff1d(np.arange(98), lm.WFLW98_TO_68)] = truth.mean(0)
+    far = near - [80.0, 0.0]  # another face, left of the annotated one, found with a higher score
+    calls = []
+
+    def detect(image):
+        calls.append(image.shape)
+        return [{"landmarks98": far, "score": 0.99}, {"landmarks98": near, "score": 0.8}]
+
+    ds = annotated.AnnotatedPhotos(tmp_path, crop_scale=1.5, detect=detect)
+    s = ds[0]
+    np.testing.assert_array_equal(s.extra["baseline_landmarks2d"], near)
+    lo, hi = near.min(0), near.max(0)
+    half = 1.5 * (hi - lo).max() / 2  # predict's crop: 1.5 × the landmark box's longer side, about its centre
+    np.testing.assert_allclose(s.crop_box, [*((lo + hi) / 2 - half), *((lo + hi) / 2 + half)])
+    ds[0]
+    assert len(calls) == 1  # detected once per photo

@@ -197,3 +197,35 @@ def test_bad_file_is_skipped_and_reported(tmp_path):
     assert out["nme"]["regions"]["full"] == pytest.approx(expected, rel=1e-9)
     rows = list(csv.DictReader(open(tmp_path / "eval" / "per_image.csv")))
     assert [int(r["index"]) for r in rows] == keep
+
+
+def test_annotated_photos_model_and_baseline_rows_closed_form(tmp_path):
+    from facelift_jax.evaluation.datasets import annotated
+    from tests.test_datasets import _truth68, _write_annotated
+
+    truths = {"a.jpg": _truth68(0), "b.png": _truth68(1), "c.ppm": _truth68(2)}
+    _write_annotated(tmp_path / "photos", truths)
+    order = sorted(truths)
+
+    def as98(points68, fill):
+        out = np.full((98, 2), fill, float)
+        out[lm.WFLW98_TO_68] = points68
+        return out
+
+    # the detector: 1 px off in x on every point; the model: 3 px right and 4 px down (5 px)
+    baseline = {n: as98(t + [1.0, 0.0], t.mean()) for n, t in truths.items()}
+    faces = iter([[{"landmarks98": baseline[n], "score": 0.9}] for n in order])
+    ds = annotated.AnnotatedPhotos(tmp_path / "photos", crop_scale=1.5, detect=lambda image: next(faces))
+    pred98 = np.stack([as98(truths[n] + [3.0, 4.0], 0.0) for n in order])
+    out = evaluate.evaluate(OraclePredictor(pred98), ds, tmp_path / "eval", num_examples=2, progress=False)
+    size = np.array([np.sqrt(np.prod(np.ptp(truths[n], axis=0))) for n in order])
+    assert out["num_points"] == 68
+    assert out["nme"]["regions"]["full"] == pytest.approx(np.mean(100 * 5.0 / size), rel=1e-6)  # .pts / .ljson hold 6 decimals
+    base = out["baselines"][evaluate.BASELINE_NAME]
+    assert base["nme"]["regions"]["full"] == pytest.approx(np.mean(100 * 1.0 / size), rel=1e-6)  # .pts / .ljson hold 6 decimals
+    assert base["nme"]["categories"]["colour"]["grayscale"] == pytest.approx(100 * 1.0 / size[2], rel=1e-6)  # .pts / .ljson hold 6 decimals
+    md = (tmp_path / "eval" / "results.md").read_text()
+    assert f"| {evaluate.BASELINE_NAME} | NME |" in md and "| Ours | NME |" in md
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "per_image.csv")))
+    assert [float(r["baseline_nme"]) for r in rows] == pytest.approx(list(100 * 1.0 / size), rel=1e-4)
+    assert (tmp_path / "eval" / "examples.png").stat().st_size > 5_000
