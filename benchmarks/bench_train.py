@@ -5,6 +5,7 @@
         --decoder-width 16 --decoder-depth 1 --multiview 2 --multiframe 2 --pool-size 8   # smoke size
     .venv/bin/python benchmarks/bench_train.py --config configs/vit_tiny.py  # on-the-fly renders, ViT
     .venv/bin/python benchmarks/bench_train.py --workdir runs/default  # the data/ of an existing run
+    .venv/bin/python benchmarks/bench_train.py --malloc compare --pool-size 256   # glibc malloc: default vs tuned
 
 configs/default.py (or ``--config``), shrunk by the flags, with its real library pieces
 (train.create_train_state with the config's pretrained encoder weights, train.make_train_step,
@@ -31,22 +32,45 @@ latents, ``--num-videos`` clips of ``--frames-per-video`` frames) is preprocesse
 directory that is removed at the end. Throughput hardly depends on the dataset's size, as long as
 it holds more than a batch. On a shared CPU the pipeline and the step compete for the same cores,
 and timings are noisy: compare the ratios of one run, not absolute numbers across runs.
+
+Memory allocator: ``--malloc tuned`` (the default, as ``python -m facelift_jax.train`` runs) applies
+facelift_jax/allocator.tune_malloc first; ``--malloc default`` leaves glibc's malloc as it is;
+``--malloc compare`` runs this benchmark twice as subprocesses, default then tuned (``--rounds`` N
+pairs, alternating), on one dataset, and prints tuned/default ratios of sys %, faults per step and
+images/s for (a) and (c). XLA:CPU's per-step temporary buffer (654 MB at the default) is what
+glibc's default mmaps and unmaps every step (see allocator.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from facelift_jax import allocator  # noqa: E402
+
+
+def _malloc_flag(argv) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--malloc", default="tuned")
+    return pre.parse_known_args(argv)[0].malloc
+
+
+# Before jax (and every other library's threads) starts: glibc fixes its arena limit at the first
+# allocation of a second thread, so M_ARENA_MAX set later does nothing (allocator.py).
+if _malloc_flag(sys.argv[1:]) == "tuned":
+    allocator.tune_malloc()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
 from facelift_jax import input_pipeline  # noqa: E402
 from facelift_jax import train, views  # noqa: E402
@@ -186,10 +210,21 @@ def main(argv=None):
     p.add_argument("--num-latents", type=int, default=32, help="tiny dataset: lifted latents")
     p.add_argument("--num-videos", type=int, default=2, help="tiny dataset: videos")
     p.add_argument("--frames-per-video", type=int, default=8, help="tiny dataset: frames per video")
+    p.add_argument("--malloc", choices=("tuned", "default", "compare"), default="tuned",
+                   help="tuned: allocator.tune_malloc() first (as training does); default: glibc as it is; "
+                        "compare: both, as subprocesses, with their ratios")
+    p.add_argument("--rounds", type=int, default=1, help="--malloc compare: (default, tuned) pairs, alternating")
+    p.add_argument("--json", default="", help="also write the results to this file")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        p.error("--steps must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        p.error("--steps and --rounds must be >= 1 and --warmup >= 0")
+    if args.malloc == "tuned":
+        print(f"malloc tuned: {allocator.tune_malloc() or 'nothing (not glibc / FACELIFT_MALLOC=default)'}", flush=True)
+    else:
+        print("malloc: glibc defaults" if args.malloc == "default" else "malloc: compare", flush=True)
     config = make_config(args)
+    if args.malloc == "compare":
+        return compare_malloc(config, args, sys.argv[1:] if argv is None else list(argv))
 
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         if args.workdir:
@@ -213,7 +248,11 @@ def main(argv=None):
               f"multi-view {'pool of ' + str(pool) if pool > 0 else 'rendered on the fly'}, "
               f"data threads {config.data.num_threads} prefetch {config.data.prefetch} | data {data_dir}", flush=True)
         r = bench(config, data_dir, args.steps, args.warmup)
+    report(r, args)
+    return r
 
+
+def report(r: dict, args) -> None:
     print(f"iterator set-up {r['iterator_s']:.1f} s (pool render), compile + first step {r['compile_s']:.1f} s, "
           f"first batch {r['first_batch_s']:.1f} s (not timed); "
           f"{args.steps} timed steps each, {r['images_per_step']} images per step")
@@ -235,6 +274,60 @@ def main(argv=None):
     print(f"ratio (c)/(a) = {r['loop']['images_per_s'] / a:.2f}  (share of the step's speed the real loop keeps; "
           f"1 = the input pipeline costs nothing)")
     print(f"ratio (b)/(a) = {r['pipeline']['images_per_s'] / a:.2f}  (> 1: the pipeline alone outruns the step)")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(r))
+
+
+def _without(argv: list, flag: str, takes_value: bool = True) -> list:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = takes_value
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+def compare_malloc(config, args, argv: list) -> dict:
+    """Run this benchmark as subprocesses with --malloc default and tuned (alternating, ``args.rounds``
+    pairs) on one dataset; print their sys %, faults per step, images/s and the tuned/default ratios."""
+    child = _without(_without(_without(argv, "--malloc"), "--json"), "--rounds")
+    with tempfile.TemporaryDirectory(prefix="bench_train_malloc_") as tmp:
+        if not args.workdir:  # one tiny dataset for every subprocess
+            child = _without(child, "--workdir") + ["--workdir", tmp]
+            train.prepare_data(config, pathlib.Path(tmp))
+        runs = {"default": [], "tuned": []}
+        for i in range(args.rounds):
+            for mode in ("default", "tuned") if i % 2 == 0 else ("tuned", "default"):
+                out = pathlib.Path(tmp) / f"{mode}_{i}.json"
+                cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), *child, "--malloc", mode, "--json", str(out)]
+                print(f"--- round {i + 1}, malloc {mode}", flush=True)
+                subprocess.run(cmd, check=True)
+                runs[mode].append(json.loads(out.read_text()))
+
+    def stats(rs, key):
+        x = [r[key] for r in rs]
+        cpu = sum(u["user_s"] + u["sys_s"] for u in x)
+        return dict(sys_pct=100 * sum(u["sys_s"] for u in x) / cpu, faults=sum(u["minflt"] for u in x) / (len(x) * args.steps),
+                    images_per_s=sum(u["images_per_s"] for u in x) / len(x),
+                    cpu_pct=100 * cpu / sum(u["wall_s"] for u in x))
+
+    print(f"=== malloc compare ({args.rounds} round(s) of default and tuned; {args.steps} steps each)")
+    result = {}
+    for key, label in (("step", "(a) step alone"), ("loop", "(c) loop")):
+        d, t = stats(runs["default"], key), stats(runs["tuned"], key)
+        result[key] = dict(default=d, tuned=t)
+        print(f"{label:16s} default: sys {d['sys_pct']:5.1f} %, {d['faults']:8.0f} faults/step, {d['images_per_s']:6.1f} img/s, "
+              f"CPU {d['cpu_pct']:4.0f} % | tuned: sys {t['sys_pct']:5.1f} %, {t['faults']:8.0f} faults/step, "
+              f"{t['images_per_s']:6.1f} img/s, CPU {t['cpu_pct']:4.0f} %")
+        print(f"{label}: ratio tuned/default images/s = {t['images_per_s'] / d['images_per_s']:.2f}, "
+              f"faults/step = {t['faults'] / max(d['faults'], 1):.3f}, sys % = {t['sys_pct'] / max(d['sys_pct'], 1e-9):.2f}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ its own stride of every global batch.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m facelift_jax.train: glibc malloc tuned before jax starts threads
+    from facelift_jax import allocator
+    allocator.tune_malloc()
+
 import dataclasses
 import json
 import logging

