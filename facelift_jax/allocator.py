@@ -15,7 +15,7 @@ only when set before the process starts):
   * ``M_MMAP_MAX`` 0 — no allocation is served by its own mmap;
   * ``M_TRIM_THRESHOLD`` 2 GiB — freed memory at the top of the heap stays mapped (up to 2 GiB),
     so the next step reuses the pages it faulted in.
-Measured (2-core Intel Xeon, Sapphire Rapids family, shared with other jobs; bench_train --malloc compare,
+Measured (2-core "Intel(R) Xeon(R) Processor" of lscpu, family 6 model 207, shared with other jobs; bench_train --malloc compare,
 default config with a 256-render pool, 10 steps, default vs tuned in one run): the loop's sys share
 35.6 % → 0.9 %, minor faults 162,742 → 0 per step, 78.5 → 90.9 images/s (×1.16); a short
 ``python -m facelift_jax.train`` (80 steps): 80.3 → 91.2 images/s, the whole process's sys share
