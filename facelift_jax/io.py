@@ -191,9 +191,9 @@ class WorkdirLock:
     when the holding process ends in any way, so a stale file never blocks. The file is left in
     place on release (removing it would let a third process lock a different inode)."""
 
-    def __init__(self, directory, what: str = "workdir"):
+    def __init__(self, directory, what: str = "workdir", name: str = LOCK_FILE):
         self.directory = pathlib.Path(directory).absolute()
-        self.path = self.directory / LOCK_FILE
+        self.path = self.directory / name
         self.what = what
         self._fd: int | None = None
 
@@ -239,6 +239,8 @@ def _read_holder(fd: int) -> str:
     return text or "pid unknown"
 
 
-def lock_workdir(directory, what: str = "workdir") -> WorkdirLock:
-    """``with lock_workdir(workdir): ...`` — ``WorkdirLock(directory, what)``."""
-    return WorkdirLock(directory, what)
+def lock_workdir(directory, what: str = "workdir", name: str = LOCK_FILE) -> WorkdirLock:
+    """``with lock_workdir(workdir): ...`` — ``WorkdirLock(directory, what, name)``. ``name``: the lock
+    file's name in ``directory``, for folders that several cooperating processes share, each
+    with a lock of its own (preprocessing's ``--process_index``)."""
+    return WorkdirLock(directory, what, name)

@@ -46,7 +46,6 @@ import os
 import pathlib
 import queue
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -57,6 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
+from facelift_jax import io as fio
 from facelift_jax import stamps
 from facelift_jax import config_check, landmarks, lifting, media, sources, views
 from facelift_jax import random_streams as streams
@@ -90,29 +90,14 @@ def _section(config) -> ml_collections.ConfigDict:
 # ------------------------------------------------------------------------------------ files
 
 
-def _atomic_write(path: pathlib.Path, write) -> None:
-    """Run ``write(tmp_path)`` and rename the result onto ``path`` (same folder, so atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(pathlib.Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_npz(path: pathlib.Path, **arrays) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    _atomic_write(path, write)
+    """``np.savez`` through the package's one atomic write (``io.atomic_write``): a full disk is a
+    ``DiskFullError`` naming ``path`` and leaves no file that a rerun could take for a finished one."""
+    fio.atomic_write(path, lambda f: np.savez(f, **arrays), needed=sum(np.asarray(a).nbytes for a in arrays.values()))
 
 
 def save_json(path: pathlib.Path, obj) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+    fio.atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def load_npz(path: pathlib.Path) -> dict | None:
@@ -448,7 +433,7 @@ def assemble(root: pathlib.Path, plan: dict, latents: np.ndarray, paths: list[pa
     weights = valid[..., None].astype(np.float64)
     counts = weights.sum(0)
     template = np.where(counts > 0, (data["points3d"] * weights).sum(0) / np.maximum(counts, 1), views.canonical_template())
-    np.save(root / "template.npy", template.astype(np.float32))
+    fio.atomic_write(root / "template.npy", lambda f: np.save(f, template.astype(np.float32)))
     save_json(root / "metadata.json", _metadata(plan, data, timing))
     return root
 
@@ -525,12 +510,19 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
             if got is None or not video.exists() or got["landmarks2d"].shape[0] != int(pre.frames_per_video):
                 if gen is None:
                     gen, det = sources.make_generator(config), sources.make_detector(config)
-                # make_video writes the clip, then its labels; both land under temporary names first
-                tmp_video = root / f".tmp_video_{seed:06d}.avi"
-                synthetic.make_video(seed, tmp_video, frames=int(pre.frames_per_video),
-                                     image_size=int(config.image_size), generator=gen, detector=det)
-                os.replace(tmp_video, video)
-                os.replace(synthetic.labels_path(tmp_video), labels)
+                # the clip and its labels land under temporary names first; the labels, renamed
+                # last, mark the pair finished (a rerun redoes a clip without them)
+                tmp_labels = None
+                try:
+                    with fio.atomic_path(video) as tmp_video:
+                        tmp_labels = synthetic.labels_path(tmp_video)
+                        synthetic.make_video(seed, tmp_video, frames=int(pre.frames_per_video),
+                                             image_size=int(config.image_size), generator=gen, detector=det,
+                                             focal=camera_lib.config_focal(config.camera))
+                    os.replace(tmp_labels, labels)
+                finally:
+                    if tmp_labels is not None:
+                        tmp_labels.unlink(missing_ok=True)
                 got = load_npz(labels)
             entries.append(dict(video=video.name, labels=labels.name, frames=int(got["landmarks2d"].shape[0])))
     save_json(root / "index.json", entries)
@@ -663,6 +655,15 @@ def run_preprocess(config, out_dir, progress: bool = True, *, process_index: int
     return out_dir
 
 
+def lock_out(out_dir, process_index: int = 0, process_count: int = 1) -> fio.WorkdirLock:
+    """The lock of this process's share of ``out_dir`` (``io.WorkdirLock``): a second command started
+    with the same --out and --process_index is refused (``WorkdirLockedError`` naming the folder and
+    the holder's pid) instead of redoing the same chunks and assembling beside the first. The N
+    processes of one split each hold their own lock file, so they still share the folder."""
+    what = "preprocessing folder" + (f" (process {process_index} of {process_count})" if int(process_count) > 1 else "")
+    return fio.lock_workdir(out_dir, what, name=f"{fio.LOCK_FILE}.process{int(process_index)}")
+
+
 def _define_process_flags(flags) -> None:
     """Multi-process / multi-host preprocessing: start the same command once per process with the
     same --out (a shared folder), --process_index=0 … N−1 and --process_count=N."""
@@ -688,8 +689,9 @@ def main(argv=None) -> None:
         with logs.session("preprocess", logs.absl_verbosity()) as session:
             config_check.check(F.config, "preprocess")  # before any rendering
             session.log_to(F.out)
-            run_preprocess(F.config, F.out, process_index=F.process_index, process_count=F.process_count,
-                           wait_timeout_s=F.wait_timeout_s or None)
+            with lock_out(F.out, F.process_index, F.process_count):
+                run_preprocess(F.config, F.out, process_index=F.process_index, process_count=F.process_count,
+                               wait_timeout_s=F.wait_timeout_s or None)
         return 0
 
     app.run(logs.main_guard(_main), argv=argv, flags_parser=logs.parse_absl_flags)

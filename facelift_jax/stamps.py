@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
+
+from facelift_jax import io as fio
 
 
 def canonical(what: dict) -> dict:
@@ -53,13 +53,8 @@ def read(path) -> dict | None:
 
 
 def write(path, what: dict) -> None:
-    """Write the stamp atomically (temporary file in the same folder, then rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(canonical(what), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write the stamp atomically (``io.atomic_write``)."""
+    fio.atomic_write(path, json.dumps(canonical(what), indent=2, sort_keys=True) + "\n")
 
 
 def differences(path, what: dict) -> list[str] | None:

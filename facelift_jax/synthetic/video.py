@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from facelift_jax import camera as cam
+from facelift_jax import io as fio
 from facelift_jax import random_streams as streams
 from facelift_jax.synthetic import mesh
 from facelift_jax.synthetic.detector import SyntheticDetector
@@ -78,8 +79,12 @@ def trajectories(seed: int, frames: int, fps: float, neutral_expression: np.ndar
 
 def make_video(seed: int, path, frames: int = 48, image_size: int = 224, fps: float = 25, *,
                generator: SyntheticGenerator | None = None, detector: SyntheticDetector | None = None,
-               chunk: int = 64) -> pathlib.Path:
-    """Write one synthetic clip to ``path`` (.avi or .mp4) and ``<stem>.npz`` beside it; returns path."""
+               chunk: int = 64, focal: float = cam.FOCAL) -> pathlib.Path:
+    """Write one synthetic clip to ``path`` (.avi or .mp4) and ``<stem>.npz`` beside it; returns path.
+
+    ``focal``: the normalized focal of every frame's camera. Callers with a config pass
+    ``config.camera.focal`` (``sources.generator_focal``), as the multi-view renders use, so the
+    clips' images and labels obey the run's one K."""
     path = pathlib.Path(path)
     if path.suffix.lower() not in _FOURCC:
         raise ValueError(f"video path must end in .avi or .mp4, got {path}")
@@ -94,7 +99,7 @@ def make_video(seed: int, path, frames: int = 48, image_size: int = 224, fps: fl
     traj = trajectories(seed, frames, fps, np.asarray(face.expression))
     params = jax.tree_util.tree_map(lambda x: jnp.repeat(x[None], frames, 0), face)
     params = params.replace(expression=jnp.asarray(traj["expression"]))
-    cameras = cam.camera_from_angles(traj["yaw"], traj["pitch"], traj["roll"], traj["translation"])
+    cameras = cam.camera_from_angles(traj["yaw"], traj["pitch"], traj["roll"], traj["translation"], focal=float(focal))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*_FOURCC[path.suffix.lower()]), float(fps),
@@ -117,10 +122,10 @@ def make_video(seed: int, path, frames: int = 48, image_size: int = 224, fps: fl
             keys["visible"].append(out.visible)
     finally:
         writer.release()
-    np.savez_compressed(
-        labels_path(path), **{k: np.concatenate(v) for k, v in keys.items()},
+    fio.atomic_write(labels_path(path), lambda f: np.savez_compressed(
+        f, **{k: np.concatenate(v) for k, v in keys.items()},
         rotation=np.asarray(cameras.R), translation=np.asarray(cameras.t), intrinsics=np.asarray(cameras.K),
-        expression=traj["expression"], latent=np.int64(seed), fps=np.float32(fps))
+        expression=traj["expression"], latent=np.int64(seed), fps=np.float32(fps)))
     return path
 
 

@@ -153,7 +153,8 @@ def render_multiframe(config, out_dir: pathlib.Path) -> TestImages | None:
     for seed in tqdm(range(int(config.eval.first_video), int(config.eval.first_video) + n),
                      desc="test set: held-out videos", leave=False):
         path = pathlib.Path(synthetic.make_video(seed, out_dir / f"test_{seed}.avi", frames=frames,
-                                                 image_size=int(config.image_size), generator=gen, detector=det))
+                                                 image_size=int(config.image_size), generator=gen, detector=det,
+                                                 focal=camera.config_focal(config.camera)))
         video = media.read_video(path)
         with np.load(path.with_suffix(".npz")) as f:
             t = min(len(video), len(f["true2d"]))
