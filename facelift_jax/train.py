@@ -22,6 +22,7 @@ if __name__ == "__main__":  # python -m facelift_jax.train: glibc malloc tuned b
     from facelift_jax import allocator
     allocator.tune_malloc()
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -40,6 +41,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from facelift_jax import batching, checkpointing, config_check, losses, views
+from facelift_jax import io as fio
 from facelift_jax import input_pipeline
 from facelift_jax.evaluation import evaluator as evaluation
 from facelift_jax.model import build_model
@@ -319,12 +321,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, stop_after
 
     ``stop_after``: stop right after this step's checkpoint, as if the job were preempted (no final
     evaluation or export); running again resumes. Returns the final evaluation (evaluation/evaluator.py;
-    empty when stopped early or when ``train.eval_every`` < 0).
+    empty when stopped early or when ``train.eval_every`` < 0). A second run into the same workdir
+    is refused (``io.WorkdirLockedError`` naming it and the holder's pid) while this one runs.
     """
     check_config(config)
     workdir = pathlib.Path(workdir)
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
+    # the main process only: the other hosts of a multi-host run share the workdir by design
+    with fio.lock_workdir(workdir, "training workdir") if is_main else contextlib.nullcontext():
+        return _train_and_evaluate(config, workdir, is_main, stop_after)
+
+
+def _train_and_evaluate(config, workdir: pathlib.Path, is_main: bool, stop_after: int | None) -> dict:
     if is_main:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     data_dir = prepare_data(config, workdir)
