@@ -73,3 +73,29 @@ def test_trajectories_are_smooth_frontal_biased_and_deterministic():
     assert (blink > 0.5).mean() < 0.1             # eyes are mostly open
     jaw = ex[..., 0]
     assert np.abs(np.diff(jaw, axis=1)).mean() > 0.02  # the mouth moves like speech
+
+
+def test_configured_focal_reaches_the_clip_and_projects_as_the_pinhole_says(tmp_path):
+    """preprocess's synthetic videos are rendered with config.camera.focal, not the default: the
+    stored K has it, the exact labels are f·x/z + ½ of the stored truth (independent pinhole), and
+    against the same clip at the default focal every point's offset from the centre scales by the
+    ratio of the focals (same face, pose and camera distance)."""
+    from configs import default
+    from conftest import FOCAL, pinhole
+
+    from facelift_jax import preprocess
+
+    focal = 1.5 * FOCAL
+    config = default.get_config()
+    config.image_size = 64
+    config.camera.focal = focal
+    config.preprocess.update(num_videos=1, frames_per_video=2, first_video=5)
+    root = preprocess.run_videos(config, tmp_path / "out", progress=False)
+    lab = np.load(root / "video_000005.npz")
+    np.testing.assert_allclose(lab["intrinsics"][:, [0, 1], [0, 1]], focal, rtol=1e-6)
+    np.testing.assert_allclose(lab["true2d"], pinhole(lab["landmarks3d"], lab["rotation"], lab["translation"],
+                                                      focal=focal), atol=1e-5)
+    base = np.load(labels_path(make_video(5, tmp_path / "default.avi", frames=2, image_size=64)))
+    np.testing.assert_allclose(base["intrinsics"][:, 0, 0], FOCAL, rtol=1e-6)
+    np.testing.assert_allclose(lab["landmarks3d"], base["landmarks3d"], atol=1e-6)
+    np.testing.assert_allclose(lab["true2d"] - 0.5, (focal / FOCAL) * (base["true2d"] - 0.5), atol=1e-5)
