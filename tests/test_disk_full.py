@@ -175,3 +175,39 @@ def test_full_disk_during_an_export(tmp_path, monkeypatch):
     np.testing.assert_array_equal(params["encoder"][0]["kernel"], _params(2.0)["encoder"][0]["kernel"])
     np.testing.assert_array_equal(params["head"]["bias"], np.full((8,), 2.0, np.float32))
     assert json.loads((export / checkpointing.EXPORT_METADATA).read_text()) == {"version": 2}
+
+
+def test_full_disk_during_predict(tmp_path, monkeypatch):
+    """predict's outputs go through io.atomic_write: a full disk on the second image's arrays stops
+    the run with DiskFullError naming that file, the first image's outputs are complete, no part of
+    the second's arrays is there, and a rerun writes the arrays of an uninterrupted run."""
+    import cv2
+    from flax import nnx
+
+    from facelift_jax import export, predict
+    from facelift_jax.model import build_model
+    from test_export_predict import SIZE, tiny_config as predict_config, tiny_template
+
+    config = predict_config()
+    model = build_model(config.model, tiny_template(), rngs=nnx.Rngs(3))
+    model_dir = export.save_model(model, tmp_path / "export", image_size=SIZE,
+                                  metadata=export.make_metadata(config.model, SIZE, tiny_template(), source={"test": True}))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(4)
+    for name in ("a", "b"):
+        cv2.imwrite(str(inputs / f"{name}.png"), rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    failed = _disk_fills_on(monkeypatch, "b.npz")
+    with pytest.raises(fio.DiskFullError) as info:
+        predict.run([str(inputs)], model_dir, out, detector="none", progress=False)
+    assert len(failed) == 1
+    _assert_full_disk_error(info.value, out / "b.npz")
+    assert not (out / "b.npz").exists() and not _no_temporary_files(out)
+    first = _arrays(out / "a.npz")
+
+    predict.run([str(inputs)], model_dir, out, detector="none", progress=False)  # room again
+    predict.run([str(inputs)], model_dir, tmp_path / "fresh", detector="none", progress=False)
+    for name in ("a.npz", "b.npz"):
+        _assert_same_arrays(_arrays(out / name), _arrays(tmp_path / "fresh" / name))
+    _assert_same_arrays(first, _arrays(tmp_path / "fresh" / "a.npz"))
