@@ -160,6 +160,8 @@ def get_config() -> ml_collections.ConfigDict:
         atypical_pitch=40.0, atypical_roll=45.0,  # |pitch| or |roll| at least this → atypical too
         expression_threshold=0.3,  # synthetic "expression" class: max |expression coefficient| ≥ this
         num_examples=4,         # best and worst images drawn in the evaluation PNG
+        photos="auto",          # hand-annotated real photos train ends with (eval/photos): "auto" = the ones make
+                                # installs (<venv>/share/annotated-faces) when present, "" = none, or a folder
         dad3dheads=ml_collections.ConfigDict(dict(
             landmark_embedding="")),  # .npz (faces, lmk_face_idx, lmk_b_coords) for 68-point NME
         multiface=ml_collections.ConfigDict(dict(

@@ -214,7 +214,7 @@ RULES: dict[str, Rule] = {
     "eval.pose_thresholds": vector(2, number(0.0, 180.0, lo_open=True), "angles in (0, 180] degrees (front/sided, "
                                                                           "sided/atypical)"),
     "eval.atypical_pitch": number(0.0, 180.0, lo_open=True), "eval.atypical_roll": number(0.0, 180.0, lo_open=True),
-    "eval.expression_threshold": NONNEG, "eval.num_examples": COUNT,
+    "eval.expression_threshold": NONNEG, "eval.num_examples": COUNT, "eval.photos": text(),
     "eval.dad3dheads.landmark_embedding": OPTIONAL_PATH,
     "eval.multiface.sequences": vector(None, text(), "names"), "eval.multiface.cameras": vector(None, text(), "names"),
     "eval.multiface.frame_step": POSITIVE_INT, "eval.multiface.face_vertices": OPTIONAL_PATH,
@@ -360,6 +360,10 @@ def _cross_checks(config, fields: dict, stage: str, num_devices: int | None, pro
             raise ConfigError("eval.data", spec, str(e)) from None
         if arg and data_spec.has_path(kind) and stage == "evaluate" and not pathlib.Path(arg).exists():
             raise ConfigError("eval.data", spec, f"the folder {arg} does not exist")
+    photos = get("eval.photos")
+    if photos not in (None, "", "auto") and stage == "train" and not pathlib.Path(photos).is_dir():
+        raise ConfigError("eval.photos", photos, "must be 'auto', '' (none) or a folder of annotated photos; "
+                          "that folder does not exist")
     if stage == "train":
         mv, mf = get("batch.multiview", 0), get("batch.multiframe", 0)
         if mv + mf < 1:

@@ -373,7 +373,49 @@ def _train_and_evaluate(config, workdir: pathlib.Path, is_main: bool, stop_after
         results["categories"] = category_tables(evaluator, results, workdir)
     if is_main and config.train.export:
         results["export"] = str(export(workdir))
+        photos = evaluate_photos(config, results["export"], workdir)
+        if photos is not None:
+            results["photos"] = photos
+            if results.get("categories"):  # the category tables end with the real photos' table
+                tables = pathlib.Path(results["categories"])
+                tables.write_text(tables.read_text() + "\n" + pathlib.Path(photos["files"]["markdown"]).read_text())
     return results
+
+
+def photos_folder(config) -> pathlib.Path | None:
+    """The hand-annotated photos ``config.eval.photos`` names: "auto" = the ones ``make`` installs
+    (``<venv>/share/annotated-faces``) when they are there, "" = none, else that folder."""
+    from facelift_jax.evaluation.datasets import annotated
+
+    spec = str(config.eval.get("photos", "auto"))
+    if not spec:
+        return None
+    folder = annotated.default_folder() if spec == "auto" else pathlib.Path(spec)
+    return folder if folder.is_dir() else None
+
+
+def evaluate_photos(config, export_dir, workdir: pathlib.Path) -> dict | None:
+    """The exported model on the annotated real photos, fed as ``predict`` feeds a photo, beside the
+    MediaPipe bridge's own points (``evaluate --data annotated``): ``eval/photos/``. None when there
+    are no photos or no MediaPipe bridge (logged)."""
+    folder = photos_folder(config)
+    if folder is None:
+        return None
+    from facelift_jax import evaluate as evaluate_lib
+    from facelift_jax.evaluation import datasets
+
+    try:
+        detect = datasets.face_detector()
+    except RuntimeError as e:
+        log.warning("real photos not evaluated: %s", e)
+        return None
+    from facelift_jax.evaluation.datasets import annotated
+    from facelift_jax.predict import Predictor
+
+    photos = annotated.AnnotatedPhotos(folder, crop_scale=float(datasets.predict_section(config).crop_scale),
+                                       detect=detect)
+    predictor = Predictor.load(export_dir, batch_size=int(config.eval.batch_size))
+    return evaluate_lib.evaluate(predictor, photos, workdir / "eval" / "photos", config=config, progress=False)
 
 
 def category_tables(evaluator: evaluation.Evaluator, results: dict, workdir: pathlib.Path) -> str:
@@ -436,6 +478,12 @@ def final_report(results: dict, wall_seconds: float, log_file=None) -> str:
             lines.append(f"{label:30s} {cell(results, part, metric):>8s} "
                          f"{cell(results.get('detector_baseline'), part, metric):>18s} "
                          f"{cell(results.get('baseline'), part, metric):>20s}")
+    photos = results.get("photos")
+    if photos and "nme" in photos:
+        base = next(iter((photos.get("baselines") or {}).values()), {}).get("nme", {}).get("regions", {}).get("full")
+        label = f"real photos NME ({photos['num_points']} pts, {photos['num_images']})"
+        lines.append(f"{label:30s} {photos['nme']['regions']['full']:8.2f}   MediaPipe bridge on the same crops: "
+                     + ("–" if base is None else f"{base:.2f}"))
     minutes, seconds = divmod(int(round(wall_seconds)), 60)
     speed = f", {results['images_per_second']:.1f} training images/s" if results.get("images_per_second") else ""
     lines.append(f"wall time {minutes} min {seconds:02d} s{speed}")

@@ -32,6 +32,7 @@ def tiny_config():
     c.data.num_threads = 1
     c.data.prefetch = 2
     c.eval.update(num_latents=4, num_videos=1, frames_per_video=3, batch_size=4)
+    c.eval.photos = ""  # the real-photo evaluation (MediaPipe crops) runs in test_train.test_one_step_smoke only
     return c
 
 

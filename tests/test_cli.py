@@ -141,7 +141,7 @@ def test_export_and_evaluate_validate_overrides_before_loading(export_dir, tmp_p
     assert not (tmp_path / "e").exists()
 
     base = ["--checkpoint", str(export_dir), "--out", str(tmp_path / "ev")]
-    for extra, message in ((["--data", "celeba"], "--data='celeba': must be 'synthetic[:N]'"),
+    for extra, message in ((["--data", "celeba"], "--data='celeba': unknown kind 'celeba'; use 'synthetic[:N]'"),
                            (["--data", f"dad3dheads:{tmp_path / 'nope'}"], "does not exist"),
                            (["--limit", "-1"], "--limit=-1"),
                            (["--config.eval.batch_size=0"], "config.eval.batch_size=0"),

@@ -152,6 +152,7 @@ BAD = [
     ("eval.atypical_roll", "0.0", "every image atypical"),
     ("eval.expression_threshold", "-0.3", "a magnitude"),
     ("eval.num_examples", "-1", "a count"),
+    ("eval.photos", "/no/such/photos", "a missing folder"),
     ("eval.multiface.frame_step", "0", "every 0th frame"),
     ("predict.crop_scale", "-1.0", "a negative crop"),
     ("predict.batch_size", "0", "empty prediction calls"),

@@ -1,6 +1,7 @@
 """End-to-end training on a tiny version of configs/default.py: smoke run, kill-and-resume, data
 parallel over two CPU devices, non-finite loss handling."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -47,9 +48,22 @@ def _assert_trees_close(a, b, atol):
 
 
 def test_one_step_smoke(tmp_path, data_dir):
+    from facelift_jax.evaluation.datasets import annotated
+
     config = tiny_config()
+    photos = annotated.default_folder()  # installed by make (scripts/fetch_annotated_faces.py)
+    has_photos = photos.is_dir() and importlib.util.find_spec("ai_edge_litert") is not None
+    config.eval.photos = "auto"
     workdir = tiny_workdir(tmp_path, data_dir)
     results = train.train_and_evaluate(config, workdir)
+    if has_photos:  # the run ends with the real photos, model beside the MediaPipe bridge, in its tables
+        assert results["photos"]["num_images"] == 4 and results["photos"]["num_points"] == 68
+        assert np.isfinite(results["photos"]["nme"]["regions"]["full"])
+        assert (workdir / "eval" / "photos" / "examples.png").is_file()
+        assert "MediaPipe face mesh (its crop) | NME" in (workdir / "eval" / "categories" / "results.md").read_text()
+        assert "real photos NME (68 pts, 4)" in train.final_report(results, 1.0)
+    else:
+        assert "photos" not in results
 
     for path in ("config.json", "metrics.jsonl", "checkpoints/1", "export/metadata.json", "eval/results.json",
                  "plots/training_curves.png", "plots/test_predictions.png", "plots/learning_curve.png",
