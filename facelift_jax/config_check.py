@@ -3,7 +3,7 @@
 ``check(config, stage)`` looks at every field a user can set and raises ``ConfigError`` naming the
 first wrong one, its value and what it must be:
 
-* types and ranges (``RULES``: one rule per field of ``configs/default.py``, a test keeps the table
+* types and ranges (``RULES``: one rule per field of ``facelift_jax.config``, a test keeps the table
   complete), e.g. ``optim.learning_rate`` > 0, fractions in [0, 1], angles within their domain;
 * relations between fields (``_cross_checks``): the image size a multiple of what the encoder
   needs (ViT patch, 32 for the EfficientNet / ResNet token strides) and equal to the encoder
@@ -12,7 +12,7 @@ first wrong one, its value and what it must be:
 * names that must resolve (encoder, generator, detector, lifting loss and optimizer, dtype, eval
   data kind) and, for the stage that needs them, paths that must exist and optional packages that
   must be importable (torch for ``model.pretrained="imagenet"``, the IDE-3D checkout ...);
-* unknown fields: a field that is neither in ``RULES`` nor in ``configs/default.py`` (a typo in a
+* unknown fields: a field that is neither in ``RULES`` nor in ``facelift_jax.config`` (a typo in a
   user's config file) is refused with the nearest known name. Typos in ``--config.x=v`` overrides
   are refused earlier, by ml_collections' locked configs (train, preprocess) or
   ``workdir.override`` (evaluate, export, predict).
@@ -254,9 +254,13 @@ def leaves(config, prefix: str = "") -> dict[str, object]:
 
 
 def _known_fields() -> set[str]:
-    from configs import default
+    return set(RULES) | set(leaves(_default_config()))
 
-    return set(RULES) | set(leaves(default.get_config()))
+
+def _default_config():
+    from facelift_jax.config import get_config  # lazily: the config imports modules that import this one
+
+    return get_config()
 
 
 def check(config, stage: str = "train", *, num_devices: int | None = None, process_count: int = 1) -> None:
@@ -285,13 +289,11 @@ def check(config, stage: str = "train", *, num_devices: int | None = None, proce
         if bad:
             raise ConfigError(path, value, bad)
     if stage in ("preprocess", "train"):  # the code reads every field: a missing one would fail mid-run
-        from configs import default
-
-        missing = sorted(k for k in leaves(default.get_config())
+        missing = sorted(k for k in leaves(_default_config())
                          if k not in fields and (sections is None or k.split(".")[0] in sections))
         if missing:
             raise ConfigError(missing[0], NO_VALUE, "missing from the config (start a config from "
-                                                    "configs/default.py's get_config() and change fields)")
+                                                    "facelift_jax.config.get_config() and change fields)")
     _cross_checks(config, fields, stage, num_devices, process_count)
     _check_paths(config, fields, stage)
     _check_packages(config, stage)

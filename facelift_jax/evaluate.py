@@ -419,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(default: config.eval.data)")
     p.add_argument("--out", default=None, help="output directory (default: <export or workdir>/eval/<data kind>)")
     p.add_argument("--config", default=None, help="config .py[:arg]/.json (default: the workdir's config.json, also "
-                   "for <workdir>/export, else configs/default.py); --config.eval.x=v overrides a field")
+                   "for <workdir>/export, else facelift_jax.config); --config.eval.x=v overrides a field")
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--crop-scale", type=float, default=None, help="real data: crop side / face box side")

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from facelift_jax import camera as camera_lib
 from facelift_jax import checkpointing, config_check, logs, media
+from facelift_jax.config import DEFAULT_CROP_SCALE, predict_config
 from facelift_jax import io as fio
 from facelift_jax import export as export_lib
 from facelift_jax import landmarks as lm
@@ -54,22 +55,6 @@ from facelift_jax.batching import next_power_of_two, pad_batch
 from facelift_jax.evaluation.datasets.base import face_crop_box, whole_image_box
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CROP_SCALE = 1.0 / 0.65  # crop side / face-landmark box side (renders: box ≈ 65 % of the side)
-
-
-def default_config():
-    """The ``predict`` config section (``configs/default.py`` takes it from here): what the command
-    line's ``--config.predict.x=v`` (or ``--crop-scale``, ``--batch-size``, ``--detector``) sets."""
-    import ml_collections
-
-    return ml_collections.ConfigDict(dict(
-        crop_scale=DEFAULT_CROP_SCALE,  # model input side / face box longer side (MediaPipe box)
-        batch_size=16,                  # images (video frames) per jitted call
-        detector="auto",                # face boxes: "auto" (MediaPipe when installed), "mediapipe", "none"
-        max_faces=0,                    # images: at most this many faces each, best detector score first (0 = all)
-    ))
-
 
 # ----------------------------------------------------------------------------------------------
 # Results
@@ -596,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="images: at most this many faces each, highest detector score first (default: "
                         "config.predict.max_faces, 0 = every face found); videos follow one face")
     p.add_argument("--config", default=None, help="config .py[:arg]/.json whose predict section is used (default: "
-                   "configs/default.py); --config.predict.x=v overrides a field. The model comes from --model.")
+                   "facelift_jax.config); --config.predict.x=v overrides a field. The model comes from --model.")
     p.add_argument("--filter", default="kalman", choices=("kalman", "one_euro", "none"),
                    help="videos: temporal filter of the landmarks and pose (default %(default)s: the model's "
                         "covariances as measurement noise; see facelift_jax.temporal)")
@@ -611,8 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with logs.user_input():
             workdir_lib.override(config, assignments)
         if "predict" not in config:  # a config (a workdir's config.json) from before the section existed
-            config.predict = default_config()
-        for key, value in default_config().items():  # ... or before one of its fields did
+            config.predict = predict_config()
+        for key, value in predict_config().items():  # ... or before one of its fields did
             if key not in config.predict:
                 with config.predict.unlocked():
                     config.predict[key] = value

@@ -66,23 +66,6 @@ log = logging.getLogger(__name__)
 REGIONS = ("contours", "brows", "nose", "eyes", "mouth")
 
 
-def default_config() -> ml_collections.ConfigDict:
-    """The ``preprocess`` config section: the one source of its defaults (``configs/default.py``
-    takes them from here)."""
-    return ml_collections.ConfigDict(dict(
-        num_latents=512,        # GAN latents lifted to 3D pseudo-labels (seeds first_latent ...)
-        first_latent=0,
-        chunk_size=128,         # latents rendered + detected + lifted per restartable chunk
-        render_batch=64,        # images per generator/detector call (bounds memory)
-        min_confidence=0.0,     # also mask detections whose confidence is below this (0: view masks only, as the paper)
-        preview_latents=3,      # latents drawn in preview/ (detections vs reprojected pseudo-labels)
-        num_videos=16,          # synthetic training videos (multi-frame branch)
-        frames_per_video=48,
-        first_video=0,
-        video_dir="",           # real videos (a folder of files) instead of synthetic ones, when set
-    ))
-
-
 def _section(config) -> ml_collections.ConfigDict:
     return config.preprocess
 
@@ -678,7 +661,10 @@ def main(argv=None) -> None:
     from absl import app, flags
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", "configs/default.py", "experiment config file")
+    from facelift_jax import config as default_config
+
+    config_flags.DEFINE_config_file("config", default_config.__file__,
+                                    "experiment config file (default: the library's, facelift_jax/config.py)")
     flags.DEFINE_string("out", None, "output folder (the dataset goes here; reruns resume)", required=True)
     _define_process_flags(flags)
 

@@ -8,8 +8,8 @@ A training workdir (``python -m facelift_jax.train --workdir WORKDIR``) holds::
     checkpoints/<step>/     Orbax checkpoints (``facelift_jax.checkpointing``)
     metrics.jsonl, tb/, plots/, eval/, export/
 
-Configs are ``configs/*.py`` modules with ``get_config()`` (the ``configs`` package is installed
-with facelift_jax) or a workdir's ``config.json``. Every command line names one with ``--config``
+A config is a Python file with ``get_config()`` (the repository's ``configs/*.py`` experiments,
+built on ``facelift_jax.config.get_config()``, or a user's own file) or a workdir's ``config.json``. Every command line names one with ``--config``
 (``configs/x.py``, ``configs/x.py:arg`` or a ``config.json``) and overrides fields with
 ``--config.section.field=value``: train through ml_collections' config flags, evaluate and export
 through ``split_overrides`` + ``override`` here.
@@ -31,8 +31,8 @@ DATA = "data"
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """``configs/default.py``'s config."""
-    from configs.default import get_config
+    """The library's default config (``facelift_jax.config.get_config()``)."""
+    from facelift_jax.config import get_config
 
     return get_config()
 
