@@ -42,9 +42,6 @@ def _config(name: str, image_size: int):
         vit.stem, vit.stem_width = "patch", 0
     if image_size:
         config.image_size = image_size
-        for section in ("vit", "efficientnet"):
-            if section in config.model:
-                config.model[section].image_size = image_size
     return config
 
 

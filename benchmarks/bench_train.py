@@ -84,11 +84,8 @@ ENCODER_SECTION = {"vit": "vit", "efficientnet_lite0": "efficientnet", "resnet50
 
 def make_config(args):
     c = workdir_lib.load_config(args.config)
-    if args.image_size:  # every encoder section that has an input size must follow (train.check_config)
+    if args.image_size:  # model.image_size follows (a reference)
         c.image_size = args.image_size
-        for section in ("vit", "efficientnet"):
-            if section in c.model:
-                c.model[section].image_size = args.image_size
     if args.encoder_width:  # the active encoder's token width (EfficientNet/ViT) or base width (ResNet)
         section = ENCODER_SECTION[c.model.encoder]
         c.model[section]["base_width" if section == "resnet" else "width"] = args.encoder_width
@@ -193,7 +190,7 @@ def main(argv=None):
     p.add_argument("--multiview", type=int, default=None, help="global multi-view batch (default: the config's)")
     p.add_argument("--multiframe", type=int, default=None, help="global multi-frame batch (default: the config's)")
     p.add_argument("--image-size", type=int, default=0,
-                   help="0: the config's (also sets model.vit.image_size and model.efficientnet.image_size)")
+                   help="0: the config's")
     p.add_argument("--encoder-width", type=int, default=0,
                    help="0: the config's; the active encoder's width (efficientnet/vit tokens, resnet base_width)")
     p.add_argument("--pool-size", type=int, default=None,

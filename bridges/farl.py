@@ -147,8 +147,8 @@ def load_into_encoder(encoder: nnx.Module, state_dict: Mapping[str, object], pre
                 for p in sorted(set(ours) | set(theirs), key=str) if ours.get(p) != theirs.get(p)]
     if problems:
         cfg = infer_vit_config(state_dict, prefix)
-        raise ValueError(f"checkpoint does not fit the encoder (checkpoint looks like {cfg}; set model.vit "
-                         f"to match): " + "; ".join(problems[:8]) + (" …" if len(problems) > 8 else ""))
+        raise ValueError(f"checkpoint does not fit the encoder (checkpoint looks like {cfg}; set model.vit and "
+                         f"image_size to match): " + "; ".join(problems[:8]) + (" …" if len(problems) > 8 else ""))
     state.replace_by_pure_dict(params)
     nnx.update(encoder, state)
     return ignored

@@ -30,6 +30,4 @@ def get_config():
     c.image_size = 64
     c.model.encoder = "efficientnet_lite0"
     c.model.pretrained = "imagenet"
-    c.model.efficientnet.image_size = 64
-    c.model.face_mesh.image_size = 64
     return c

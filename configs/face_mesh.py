@@ -36,8 +36,6 @@ def get_config():
     c.image_size = 192
     c.model.encoder = "face_mesh"
     c.model.pretrained = "mediapipe"
-    c.model.face_mesh.image_size = 192
     c.model.face_mesh.frozen_blocks = 9
-    c.model.efficientnet.image_size = 192
     c.loss.w_landmarks3d = 3000.0
     return c

@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     # FaRL ViT-B/16 encoder (CLIP VisualTransformer shape), 3-block landmark/pose decoder.
     c.model.encoder = "vit"
     # stem="patch": the FaRL/CLIP patch embedding the weights fit (stem_width is read by the conv stem only).
-    c.model.vit = ml_collections.ConfigDict(dict(width=768, depth=12, heads=12, patch=16, image_size=224, mlp_ratio=4,
+    c.model.vit = ml_collections.ConfigDict(dict(width=768, depth=12, heads=12, patch=16, mlp_ratio=4,
                                                  stem="patch", stem_width=768))
     c.model.decoder.update(dict(width=768, depth=3, heads=12, mlp_ratio=4))
 

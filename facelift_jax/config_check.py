@@ -25,10 +25,13 @@ the stages that read them, so a workdir's config copied from another machine sti
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import math
 import pathlib
 from collections.abc import Callable, Mapping
+
+from facelift_jax import sources
 
 STAGES = ("preprocess", "train", "evaluate", "export", "predict")
 # The top-level fields and sections each stage reads (None: all). A stage is not refused for a
@@ -101,12 +104,15 @@ def boolean() -> Rule:
     return lambda v: None if isinstance(v, bool) else "must be true or false"
 
 
-def choice(*names: str, note: str = "") -> Rule:
+def choice(*names, note: str = "") -> Rule:
+    """One of ``names``; or ``choice(lambda: MODULE.NAMES)``: the list lives in the module that resolves
+    the names, read when a config is checked (so importing this module stays light)."""
     def rule(v):
-        if v not in names:
-            close = difflib.get_close_matches(str(v), [str(n) for n in names], n=1)
+        names_ = names[0]() if len(names) == 1 and callable(names[0]) else names
+        if v not in names_:
+            close = difflib.get_close_matches(str(v), [str(n) for n in names_], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return f"must be one of {', '.join(repr(n) for n in names)}{hint}{note}"
+            return f"must be one of {', '.join(repr(n) for n in names_)}{hint}{note}"
         return None
     return rule
 
@@ -128,6 +134,18 @@ def vector(n: int | None, item: Rule, what: str = "numbers") -> Rule:
     return rule
 
 
+def _lifting():
+    from facelift_jax import lifting  # lazily: it imports jax
+
+    return lifting
+
+
+def _model():
+    from facelift_jax import model  # lazily: it imports flax
+
+    return model
+
+
 POSITIVE_INT = integer(1)
 COUNT = integer(0)
 FRACTION = number(0.0, 1.0)
@@ -135,14 +153,13 @@ NONNEG = number(0.0)
 POSITIVE = number(0.0, lo_open=True)
 OPTIONAL_PATH = text()  # "" = not set; existence is checked per stage (``_PATHS``)
 
-_ENCODERS = ("face_mesh", "efficientnet_lite0", "vit", "resnet50", "resnet101", "resnet152")
 _SIGMA = vector(2, NONNEG, "non-negative numbers (along, across the region)")
 
 RULES: dict[str, Rule] = {
     "seed": COUNT,
     "image_size": POSITIVE_INT,
-    "generator": choice("synthetic", "ide3d"),
-    "detector": choice("synthetic", "pyfacer", "mediapipe"),
+    "generator": choice(lambda: sources.GENERATORS),
+    "detector": choice(lambda: sources.DETECTORS),
     "ide3d.checkpoint": OPTIONAL_PATH, "ide3d.repo": OPTIONAL_PATH,
     "ide3d.truncation_psi": NONNEG, "ide3d.fix_background": boolean(),
     "pyfacer.weights": OPTIONAL_PATH,
@@ -170,17 +187,19 @@ RULES: dict[str, Rule] = {
     "preprocess.render_batch": POSITIVE_INT, "preprocess.min_confidence": FRACTION,
     "preprocess.preview_latents": COUNT, "preprocess.num_videos": COUNT, "preprocess.frames_per_video": POSITIVE_INT,
     "preprocess.first_video": COUNT, "preprocess.video_dir": OPTIONAL_PATH,
-    "lifting.optimizer": choice("gauss_newton", "adam"), "lifting.steps": COUNT, "lifting.learning_rate": POSITIVE,
-    "lifting.loss": choice("huber", "cauchy", "laplacian", "l2"), "lifting.huber_delta": POSITIVE,
+    "lifting.optimizer": choice(lambda: _lifting().OPTIMIZERS), "lifting.steps": COUNT, "lifting.learning_rate": POSITIVE,
+    "lifting.loss": choice(lambda: _lifting().LOSSES), "lifting.huber_delta": POSITIVE,
     "lifting.residual_threshold": POSITIVE, "lifting.outlier_threshold": POSITIVE, "lifting.min_views": integer(2),
     "lifting.min_inlier_fraction": FRACTION, "lifting.damping": NONNEG, "lifting.chunk_size": POSITIVE_INT,
-    "model.encoder": choice(*_ENCODERS),
+    "model.encoder": choice(lambda: _model().ENCODERS), "model.image_size": POSITIVE_INT,
+    # Model sections saved before model.image_size (exports, workdirs' config.json) kept it per encoder.
+    **{f"model.{e}.image_size": POSITIVE_INT for e in ("vit", "efficientnet", "face_mesh")},
     "model.vit.width": POSITIVE_INT, "model.vit.depth": POSITIVE_INT, "model.vit.heads": POSITIVE_INT,
-    "model.vit.patch": POSITIVE_INT, "model.vit.image_size": POSITIVE_INT, "model.vit.mlp_ratio": POSITIVE,
+    "model.vit.patch": POSITIVE_INT, "model.vit.mlp_ratio": POSITIVE,
     "model.vit.stem": choice("patch", "conv"), "model.vit.stem_width": POSITIVE_INT,
-    "model.efficientnet.width": POSITIVE_INT, "model.efficientnet.image_size": POSITIVE_INT,
+    "model.efficientnet.width": POSITIVE_INT,
     "model.efficientnet.token_strides": vector(None, choice(8, 16, 32), "strides from (8, 16, 32)"),
-    "model.face_mesh.width": POSITIVE_INT, "model.face_mesh.image_size": POSITIVE_INT,
+    "model.face_mesh.width": POSITIVE_INT,
     "model.face_mesh.token_strides": vector(None, choice(8, 16, 32, 64), "strides from (8, 16, 32, 64)"),
     "model.face_mesh.mesh_tokens": boolean(),
     "model.face_mesh.frozen_blocks": integer(0, 15, note=" (0 = fine-tune all; k = stem and k-1 trunk blocks frozen)"),
@@ -254,13 +273,15 @@ def leaves(config, prefix: str = "") -> dict[str, object]:
 
 
 def _known_fields() -> set[str]:
-    return set(RULES) | set(leaves(_default_config()))
+    return set(RULES) | set(_default_fields())
 
 
-def _default_config():
+@functools.cache
+def _default_fields() -> tuple[str, ...]:
+    """Every field of ``facelift_jax.config.get_config()`` (built once per process)."""
     from facelift_jax.config import get_config  # lazily: the config imports modules that import this one
 
-    return get_config()
+    return tuple(leaves(get_config()))
 
 
 def check(config, stage: str = "train", *, num_devices: int | None = None, process_count: int = 1) -> None:
@@ -289,7 +310,7 @@ def check(config, stage: str = "train", *, num_devices: int | None = None, proce
         if bad:
             raise ConfigError(path, value, bad)
     if stage in ("preprocess", "train"):  # the code reads every field: a missing one would fail mid-run
-        missing = sorted(k for k in leaves(_default_config())
+        missing = sorted(k for k in _default_fields()
                          if k not in fields and (sections is None or k.split(".")[0] in sections))
         if missing:
             raise ConfigError(missing[0], NO_VALUE, "missing from the config (start a config from "
@@ -314,10 +335,11 @@ def _cross_checks(config, fields: dict, stage: str, num_devices: int | None, pro
         elif size % 32:
             raise ConfigError("image_size", size, f"must be a multiple of 32 for model.encoder={encoder!r} "
                                                   "(output stride 32)")
-        # The encoder section's own input size must be the rendered size (resnet reads model.vit's).
-        own = {"vit": "model.vit.image_size", "efficientnet_lite0": "model.efficientnet.image_size",
-               "face_mesh": "model.face_mesh.image_size"}.get(
-            encoder, "model.vit.image_size")
+        # model.image_size refers to image_size in the library's config; a config loaded from JSON
+        # (or one written before the field, with the encoder section's own size) can disagree.
+        legacy = {"vit": "model.vit.image_size", "efficientnet_lite0": "model.efficientnet.image_size",
+                  "face_mesh": "model.face_mesh.image_size"}.get(encoder, "model.vit.image_size")
+        own = "model.image_size" if get("model.image_size") is not None else legacy
         if get(own) is not None and get(own) != size:
             raise ConfigError(own, get(own), f"must equal image_size={size} (the render and model input size)")
         if encoder == "vit" and get("model.vit.width", 0) % get("model.vit.heads", 1):

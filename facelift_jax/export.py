@@ -53,7 +53,7 @@ from flax import nnx
 from facelift_jax import checkpointing, config_check, logs
 from facelift_jax import landmarks as lm
 from facelift_jax import workdir as workdir_lib
-from facelift_jax.model import OUTPUT_FRAMES, build_model
+from facelift_jax.model import OUTPUT_FRAMES, build_model, input_size
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def landmark_definition() -> dict:
 def model_config_of(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, int]:
     """(model section, input image size) of a full config or of an export's model section."""
     model = config.model if "model" in config else config
-    size = int(config.get("image_size", 0) or model.get("vit", {}).get("image_size", 224))
-    return model, size
+    return model, int(config.image_size) if "model" in config else input_size(model)
 
 
 def _build(model_config, template, abstract: bool):

@@ -403,17 +403,13 @@ def evaluate_photos(config, export_dir, workdir: pathlib.Path) -> dict | None:
         return None
     from facelift_jax import evaluate as evaluate_lib
     from facelift_jax.evaluation import datasets
-
-    try:
-        detect = datasets.face_detector()
-    except RuntimeError as e:
-        log.warning("real photos not evaluated: %s", e)
-        return None
-    from facelift_jax.evaluation.datasets import annotated
     from facelift_jax.predict import Predictor
 
-    photos = annotated.AnnotatedPhotos(folder, crop_scale=float(datasets.predict_section(config).crop_scale),
-                                       detect=detect)
+    try:
+        photos = datasets.load(f"annotated:{folder}", config)
+    except RuntimeError as e:  # no MediaPipe bridge to crop them as predict does
+        log.warning("real photos not evaluated: %s", e)
+        return None
     predictor = Predictor.load(export_dir, batch_size=int(config.eval.batch_size))
     return evaluate_lib.evaluate(predictor, photos, workdir / "eval" / "photos", config=config, progress=False)
 

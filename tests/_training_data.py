@@ -22,7 +22,7 @@ def tiny_config():
     # The tiny ViT keeps these tests fast; the default's pretrained EfficientNet + rendered pool are
     # run end to end by test_train.test_default_encoder_and_pool_end_to_end.
     c.model.encoder, c.model.pretrained, c.data.pool_size = "vit", "", 0
-    c.model.vit.update(width=16, depth=1, heads=2, patch=16, image_size=TINY_IMAGE, stem_width=16)
+    c.model.vit.update(width=16, depth=1, heads=2, patch=16, stem_width=16)
     c.model.decoder.update(width=16, depth=1, heads=2)
     c.batch.multiview = 2
     c.batch.multiframe = 2

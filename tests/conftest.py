@@ -25,7 +25,7 @@ def tiny_vit(model_config, *, image_size: int, width: int, depth: int, heads: in
     """``model_config`` (a config's ``model`` section) turned into a tiny from-scratch ViT with a
     decoder of the same width, depth and heads (in place; returned), whatever the default encoder."""
     model_config.encoder, model_config.pretrained = "vit", ""
-    model_config.vit.update(width=width, depth=depth, heads=heads, patch=patch, image_size=image_size,
-                            stem_width=stem_width)
+    model_config.image_size = image_size  # a reference: sets the config's image_size too
+    model_config.vit.update(width=width, depth=depth, heads=heads, patch=patch, stem_width=stem_width)
     model_config.decoder.update(width=width, depth=depth, heads=heads)
     return model_config

@@ -8,10 +8,15 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
+from flax import nnx
 
 from facelift_jax import config_check, train, workdir
+from facelift_jax.model import build_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED = ["configs/default.py", "configs/vit_tiny.py", "configs/paper.py", "configs/efficientnet.py",
@@ -81,19 +86,17 @@ BAD = [
     ("lifting.damping", "-1e-6", "negative damping"),
     ("lifting.chunk_size", "0", "empty chunks"),
     ("model.encoder", "resnet34", "no such encoder"),
+    ("model.image_size", "-64", "a size"),
     ("model.vit.width", "0", "no channel"),
     ("model.vit.depth", "0", "no block"),
     ("model.vit.heads", "0", "no head"),
     ("model.vit.patch", "-16", "a size"),
-    ("model.vit.image_size", "-64", "a size"),
     ("model.vit.mlp_ratio", "0", "no hidden unit"),
     ("model.vit.stem", "hybrid", "no such stem"),
     ("model.vit.stem_width", "0", "no channel"),
     ("model.efficientnet.width", "0", "no channel"),
-    ("model.efficientnet.image_size", "96", "the render is 64²"),
     ("model.efficientnet.token_strides", "(4,)", "the network has no stride-4 map"),
     ("model.face_mesh.width", "0", "no channel"),
-    ("model.face_mesh.image_size", "-32", "a side is positive"),
     ("model.face_mesh.token_strides", "(4,)", "the tokens come from strides 8, 16, 32 or 64"),
     ("model.face_mesh.mesh_tokens", "maybe", "a switch"),
     ("model.face_mesh.frozen_blocks", "16", "the trunk has 14 blocks and a stem"),
@@ -160,8 +163,9 @@ BAD = [
     ("predict.max_faces", "-1", "a count"),
 ]
 # model.radius, model.look_at and model.focal are references to the camera's fields (one sphere and
-# one K for both).
-REFERENCES = {"model.radius": "camera.radius", "model.look_at": "camera.look_at", "model.focal": "camera.focal"}
+# one K for both), model.image_size to image_size (one input size).
+REFERENCES = {"model.image_size": "image_size", "model.radius": "camera.radius", "model.look_at": "camera.look_at",
+              "model.focal": "camera.focal"}
 # Fields a command line can only set to a value of their type (absl refuses the rest while parsing),
 # and paths read by evaluate only (tested through evaluate below).
 NOT_IN_BAD = {"ide3d.fix_background", "synthetic.detector.march", "train.async_checkpoint", "train.export",
@@ -255,18 +259,38 @@ def test_a_field_missing_from_a_config_is_named_before_training():
     config_check.check(ml_collections.ConfigDict(config), "preprocess")  # preprocessing never reads it
 
 
+@pytest.mark.parametrize("encoder,size", [("efficientnet_lite0", 96), ("face_mesh", 128), ("vit", 48),
+                                           ("resnet50", 96)])
+def test_image_size_alone_sets_every_encoders_input(tmp_path, monkeypatch, encoder, size):
+    """``--config.image_size=N`` is the one place N is written: the model built from the parsed
+    config takes N×N images (and refuses the default 64×64)."""
+    seen = {}
+    monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: seen.update(config=config))
+    code = train.cli(["--config", "configs/default.py", "--workdir", str(tmp_path / "run"),
+                      f"--config.model.encoder={encoder}", "--config.model.pretrained=", f"--config.image_size={size}"])
+    assert code == 0 and seen["config"].image_size == size
+    model_config = seen["config"].model
+    model_config.update(resnet=dict(base_width=8, groups=4))  # a small net: only the input side matters
+    model = build_model(model_config, np.zeros((98, 3), np.float32), rngs=nnx.Rngs(0))
+    assert model.encoder.image_size == size
+    out = jax.eval_shape(lambda x: model(x).landmarks3d, jax.ShapeDtypeStruct((1, size, size, 3), jnp.uint8))
+    assert out.shape == (1, 98, 3)
+    with pytest.raises(ValueError, match=f"images must be {size}×{size}"):
+        jax.eval_shape(lambda x: model(x).landmarks3d, jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.uint8))
+
+
 def test_image_size_must_suit_the_encoder():
     c = workdir.default_config()
-    c.image_size = c.model.efficientnet.image_size = 80  # EfficientNet: stride 32; 80 = 2.5 × 32
+    c.image_size = 80  # EfficientNet: stride 32; 80 = 2.5 × 32
     with pytest.raises(config_check.ConfigError, match="image_size=80: must be a multiple of 32"):
         config_check.check(c, "export")
     c.model.encoder, c.model.pretrained = "vit", ""
-    c.model.vit.update(patch=16, image_size=80)  # ViT patch 16: 80 = 5 × 16 tokens a side
+    c.model.vit.update(patch=16)  # ViT patch 16: 80 = 5 × 16 tokens a side
     config_check.check(c, "export")
     c.model.vit.patch = 32  # 80 / 32 is no whole number of patches
     with pytest.raises(config_check.ConfigError, match="multiple of model.vit.patch=32"):
         config_check.check(c, "export")
-    c.model.vit.update(patch=12, image_size=72, stem="conv")
+    c.model.vit.update(patch=12, stem="conv")
     c.image_size = 72  # 72 = 6 × 12, but the conv stem halves the side log2(patch) times
     with pytest.raises(config_check.ConfigError, match="power of two"):
         config_check.check(c, "export")

@@ -6,6 +6,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -183,7 +184,7 @@ def test_regressor_with_the_face_mesh_encoder_trains_from_the_tflite_weights():
     config = get_config()
     config.image_size = 64
     config.model.update(encoder="face_mesh", pretrained="mediapipe")
-    config.model.face_mesh.update(image_size=64, width=32, frozen_blocks=0)
+    config.model.face_mesh.update(width=32, frozen_blocks=0)
     config.model.decoder.update(width=32, depth=1, heads=2)
     model = build_model(config.model, np.zeros((98, 3), np.float32), rngs=nnx.Rngs(0))
     before = np.asarray(model.encoder.net.trunk[3].pw_kernel[...]).copy()
@@ -201,16 +202,22 @@ def test_config_check_refuses_face_mesh_mismatches():
     from facelift_jax import config_check
 
     config_check.check(face_mesh_config.get_config(), "train")  # the shipped config passes
-    c = face_mesh_config.get_config()
-    c.model.face_mesh.image_size = 128  # the render is 192²
-    with pytest.raises(config_check.ConfigError, match="model.face_mesh.image_size"):
+    # A config read back from JSON holds values, not the reference: the model's size can disagree.
+    c = ml_collections.ConfigDict(face_mesh_config.get_config().to_dict())
+    c.model.image_size = 128  # the render is 192²
+    with pytest.raises(config_check.ConfigError, match="model.image_size=128: must equal image_size=192"):
         config_check.check(c, "train")
+    legacy = ml_collections.ConfigDict(face_mesh_config.get_config().to_dict())
+    del legacy.model["image_size"]  # a model section saved before model.image_size: the encoder's own field
+    legacy.model.face_mesh.image_size = 128
+    with pytest.raises(config_check.ConfigError, match="model.face_mesh.image_size=128: must equal"):
+        config_check.check(legacy, "export")
     c = face_mesh_config.get_config()
-    c.image_size = c.model.face_mesh.image_size = 160
+    c.image_size = 160
     c.model.face_mesh.token_strides = (16, 64)  # 160 is not a multiple of 64
     with pytest.raises(config_check.ConfigError, match="token_strides"):
         config_check.check(c, "train")
     c = face_mesh_config.get_config()
-    c.model.encoder, c.model.efficientnet.image_size = "efficientnet_lite0", 192  # mediapipe weights, wrong encoder
+    c.model.encoder = "efficientnet_lite0"  # mediapipe weights, wrong encoder
     with pytest.raises(config_check.ConfigError, match="mediapipe"):
         config_check.check(c, "train")

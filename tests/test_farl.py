@@ -223,7 +223,8 @@ def test_load_pretrained_into_regressor_and_mismatch_errors(farl_tower, images, 
     path = farl_checkpoint(farl_tower, tmp_path)
     c = get_config().model
     c.encoder, c.pretrained = "vit", ""  # FaRL's encoder, whatever the default one is
-    c.vit.update(width=W, depth=LAYERS, heads=HEADS, patch=PATCH, image_size=RES, stem="conv")
+    c.image_size = RES
+    c.vit.update(width=W, depth=LAYERS, heads=HEADS, patch=PATCH, stem="conv")
     c.decoder.update(width=16, depth=1, heads=2)
     template = np.random.default_rng(0).normal(0, 0.1, (98, 3)).astype(np.float32)
     with pytest.raises(ValueError, match="stem='patch'"):  # FaRL weights do not fit a conv stem

@@ -123,6 +123,5 @@ def test_pooled_batches_are_consistent_and_resume(tmp_path, data_dir):
     # the pool is on disk once; a changed image size gets its own pool
     assert len(list((work / "pool").glob("*/chunk_*.npz"))) == 1
     config.image_size = 32
-    config.model.vit.image_size = 32
     pool_lib.load_or_render(config, work, input_pipeline.load_pseudo_labels(work), progress=False)
     assert len(list((work / "pool").glob("*/chunk_*.npz"))) == 2

@@ -254,7 +254,7 @@ def test_default_encoder_and_pool_end_to_end(tmp_path, data_dir):
     real = default.get_config()
     config.model.encoder, config.model.pretrained = real.model.encoder, real.model.pretrained
     config.image_size = 64
-    config.model.efficientnet.update(image_size=64, width=16)
+    config.model.efficientnet.update(width=16)
     config.data.pool_size = 6
     config.train.num_steps = 2
     # The shared tiny data was preprocessed at another image size: training refuses to reuse it.

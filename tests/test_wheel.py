@@ -22,7 +22,7 @@ def get_config():
     c.image_size = 32
     c.preprocess.update(num_latents=4, chunk_size=4, num_videos=1, frames_per_video=4, preview_latents=1)
     c.model.encoder, c.model.pretrained, c.data.pool_size = "vit", "", 0
-    c.model.vit.update(width=16, depth=1, heads=2, patch=16, image_size=32, stem_width=16)
+    c.model.vit.update(width=16, depth=1, heads=2, patch=16, stem_width=16)
     c.model.decoder.update(width=16, depth=1, heads=2)
     c.batch.multiview, c.batch.multiframe = 2, 2
     c.optim.steps_per_epoch, c.optim.warmup_steps = 2, 0

@@ -10,12 +10,14 @@ from facelift_jax.model.efficientnet import EfficientNetLite
 from facelift_jax.model.face_mesh import FaceMeshEncoder, FaceMeshNet
 from facelift_jax.model.layers import count_parameters
 from facelift_jax.model.regressor import (
+    ENCODERS,
     OUTPUT_FRAMES,
     FaceLiftRegressor,
     Prediction,
     Template,
     build_encoder,
     build_model,
+    input_size,
     parameter_counts,
     scale_tril_from_raw,
 )
@@ -23,8 +25,8 @@ from facelift_jax.model.resnet import ResNet
 from facelift_jax.model.vit import CLIP_MEAN, CLIP_STD, VisionTransformer
 
 __all__ = [
-    "CLIP_MEAN", "CLIP_STD", "EfficientNetLite", "FaceLiftRegressor", "FaceMeshEncoder", "FaceMeshNet", "LandmarkPoseDecoder", "OUTPUT_FRAMES",
+    "CLIP_MEAN", "CLIP_STD", "ENCODERS", "EfficientNetLite", "FaceLiftRegressor", "FaceMeshEncoder", "FaceMeshNet", "LandmarkPoseDecoder", "OUTPUT_FRAMES",
     "Prediction", "ResNet", "Template",
-    "VisionTransformer", "build_encoder", "build_model", "count_parameters", "parameter_counts",
+    "VisionTransformer", "build_encoder", "build_model", "count_parameters", "input_size", "parameter_counts",
     "scale_tril_from_raw",
 ]

@@ -102,7 +102,7 @@ def images_to_unit_float(images, image_size: int, dtype=jnp.float32):
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be (B, H, W, 3) RGB, got shape {tuple(images.shape)}")
     if images.shape[1] != image_size or images.shape[2] != image_size:
-        raise ValueError(f"images must be {image_size}×{image_size} (model.vit.image_size / image_size), "
+        raise ValueError(f"images must be {image_size}×{image_size} (config.image_size, the model input side), "
                          f"got {images.shape[1]}×{images.shape[2]}")
     if images.dtype == jnp.uint8:
         return images.astype(dtype) / 255.0

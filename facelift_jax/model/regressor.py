@@ -165,35 +165,51 @@ class FaceLiftRegressor(nnx.Module):
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
+# The encoder names ``build_encoder`` knows (config_check reads them from here).
+ENCODERS = ("face_mesh", "efficientnet_lite0", "vit", *DEPTHS)
+# Model sections written before ``model.image_size`` existed (exports, workdirs' config.json) kept
+# the input size in the encoder's own section; resnet read model.vit's.
+_LEGACY_SIZE_SECTION = {"vit": "vit", "efficientnet_lite0": "efficientnet", "face_mesh": "face_mesh"}
+
+
+def input_size(model_config) -> int:
+    """The encoder's input side in pixels: ``model.image_size`` (a reference to the config's
+    ``image_size``), or the encoder section's own field in a model section saved before it."""
+    if "image_size" in model_config:
+        return int(model_config.image_size)
+    section = model_config.get(_LEGACY_SIZE_SECTION.get(model_config.encoder, "vit"), {})
+    if "image_size" in section:
+        return int(section["image_size"])
+    raise ValueError(f"the model config has no image_size (model.image_size); encoder {model_config.encoder!r}")
+
+
 def build_encoder(model_config, *, rngs: nnx.Rngs) -> tuple[nnx.Module, int]:
-    """(encoder module, token width) for ``model_config.encoder`` ∈ {"face_mesh", "vit", "resnet50",
-    "resnet152", "efficientnet_lite0"}."""
+    """(encoder module, token width) for ``model_config.encoder`` (one of ``ENCODERS``) at
+    ``input_size(model_config)``."""
     name = model_config.encoder
+    if name not in ENCODERS:
+        raise ValueError(f"unknown model.encoder {name!r}; choose one of {', '.join(map(repr, ENCODERS))}")
     dtype = _DTYPES[model_config.dtype]
+    size = input_size(model_config)
     if name == "vit":
         v = model_config.vit
-        enc = VisionTransformer(int(v.width), int(v.depth), int(v.heads), int(v.patch), int(v.image_size),
+        enc = VisionTransformer(int(v.width), int(v.depth), int(v.heads), int(v.patch), size,
                                 float(v.mlp_ratio), v.stem,
                                 v.stem_width, dtype=dtype, rngs=rngs)
         return enc, int(v.width)
     if name in DEPTHS:
         r = model_config.resnet
-        image_size = int(model_config.vit.image_size) if "vit" in model_config else 224
-        enc = ResNet(DEPTHS[name], int(r.base_width), image_size, r.norm,
+        enc = ResNet(DEPTHS[name], int(r.base_width), size, r.norm,
                      int(r.groups), dtype=dtype, rngs=rngs)
         return enc, enc.width
     if name == "efficientnet_lite0":
         e = model_config.efficientnet
-        enc = EfficientNetLite(int(e.image_size), int(e.width), tuple(e.token_strides), dtype=dtype,
-                               rngs=rngs)
+        enc = EfficientNetLite(size, int(e.width), tuple(e.token_strides), dtype=dtype, rngs=rngs)
         return enc, enc.width
-    if name == "face_mesh":
-        f = model_config.face_mesh
-        enc = FaceMeshEncoder(int(f.image_size), int(f.width), tuple(f.token_strides), mesh_tokens=bool(f.mesh_tokens),
-                              frozen_blocks=int(f.frozen_blocks), dtype=dtype, rngs=rngs)
-        return enc, enc.width
-    raise ValueError(f"unknown model.encoder {name!r}; choose 'face_mesh', 'vit', 'efficientnet_lite0' or one of "
-                     f"{sorted(DEPTHS)}")
+    f = model_config.face_mesh
+    enc = FaceMeshEncoder(size, int(f.width), tuple(f.token_strides), mesh_tokens=bool(f.mesh_tokens),
+                          frozen_blocks=int(f.frozen_blocks), dtype=dtype, rngs=rngs)
+    return enc, enc.width
 
 
 def build_model(model_config, template, *, rngs: nnx.Rngs) -> FaceLiftRegressor:

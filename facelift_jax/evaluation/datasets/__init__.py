@@ -60,9 +60,9 @@ def predict_section(config):
     """``config.predict``, or the default one for a config written before it existed."""
     if "predict" in config:
         return config.predict
-    from facelift_jax import workdir as workdir_lib
+    from facelift_jax.config import predict_config
 
-    return workdir_lib.default_config().predict
+    return predict_config()
 
 
 def face_detector():
