@@ -1,4 +1,4 @@
-"""bridges/mediapipe.py: BlazeFace decoding, exact crop transforms, the 468→98 table, and the real
+"""bridges/mediapipe/: BlazeFace decoding, exact crop transforms, the 468→98 table, and the real
 models on a real photo (skimage.data.astronaut)."""
 
 import math
@@ -10,7 +10,7 @@ pytest.importorskip("ai_edge_litert")
 skimage_data = pytest.importorskip("skimage.data")
 
 from bridges import mediapipe as mp  # noqa: E402
-from bridges import mediapipe_wflw as mw  # noqa: E402
+from bridges.mediapipe import wflw as mw  # noqa: E402
 from facelift_jax import landmarks as lm  # noqa: E402
 from facelift_jax import media  # noqa: E402
 
