@@ -621,6 +621,18 @@ def _write_clip(path, astronaut):
     return path
 
 
+def test_draw_faces_paints_each_point_in_its_regions_shared_colour(monkeypatch):
+    # 98 points on a 14 × 7 grid, 20 px apart, at pixel centres: each dot's centre pixel is its colour.
+    ij = np.stack(np.meshgrid(np.arange(14), np.arange(7)), -1).reshape(-1, 2)[:98]
+    points = 20.0 * ij + 20.5
+    monkeypatch.setitem(lm.REGION_COLOURS, "nose", (1, 2, 3))  # the table is read, not a copy of it
+    out = mp.draw_faces(np.zeros((200, 320, 3), np.uint8), [dict(landmarks98=points)])
+    for region, idx in lm.REGIONS_98.items():
+        for i in idx:
+            x, y = (int(v) for v in points[i])
+            assert tuple(out[y, x]) == lm.REGION_COLOURS[region], (region, i)
+
+
 def test_label_video(tmp_path, astronaut, face):
     shifts = SHIFTS
     path = _write_clip(tmp_path / "clip.avi", astronaut)

@@ -9,10 +9,6 @@ import numpy as np
 
 from bridges.mediapipe.runtime import check_image
 
-# RGB colours per WFLW region, so a swapped side or region is visible at a glance.
-_REGION_COLOURS = {"contours": (255, 210, 0), "brows": (255, 120, 0), "nose": (0, 200, 255),
-                   "eyes": (0, 255, 80), "mouth": (255, 60, 160), "pupils": (255, 255, 255)}
-
 
 def draw_faces(image: np.ndarray, faces: Sequence[dict], numbers: bool = False) -> np.ndarray:
     """A copy of RGB ``image`` with each face's ``box`` (if given), ``landmarks98`` (pixels,
@@ -31,7 +27,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[dict], numbers: bool = False) 
         for region, idx in wflw.REGIONS_98.items():
             for i in idx:
                 centre = tuple(int(v) for v in np.round(pts[i] * 16))
-                cv2.circle(out, centre, int(16 * 1.5 * r), _REGION_COLOURS[region], -1, cv2.LINE_AA, shift=4)
+                cv2.circle(out, centre, int(16 * 1.5 * r), wflw.REGION_COLOURS[region], -1, cv2.LINE_AA, shift=4)
                 if numbers:
                     cv2.putText(out, str(i), (int(pts[i, 0] + 2 * r), int(pts[i, 1] - 2 * r)),
                                 cv2.FONT_HERSHEY_SIMPLEX, 0.25 * r, (255, 255, 255), 1, cv2.LINE_AA)
