@@ -60,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Paths "" = not set; they must be set (and exist) when generator="ide3d" / detector="pyfacer".
     c.ide3d = ml_collections.ConfigDict(dict(checkpoint="", repo="", truncation_psi=0.7, fix_background=True))
     c.pyfacer = ml_collections.ConfigDict(dict(weights=""))
-    # Offline real-photo/video detector (bridges/mediapipe.py, needs ai-edge-litert): BlazeFace score
+    # Offline real-photo/video detector (bridges/mediapipe/, needs ai-edge-litert): BlazeFace score
     # threshold, landmark-model face-presence threshold, re-centred landmark passes per face, pupils.
     # (refine_passes 0: no re-centred pass.)
     c.mediapipe = ml_collections.ConfigDict(dict(min_score=0.5, min_presence=0.5, refine_passes=1,

@@ -26,6 +26,12 @@ REGIONS_98: dict[str, np.ndarray] = {
     "mouth": np.arange(76, 96),
     "pupils": np.array([96, 97]),
 }
+# One RGB (0-255) colour per region for every drawing of the 98 points (predict's overlays, the
+# preprocessing previews, the MediaPipe bridge's), so a swapped side or region reads the same in all.
+REGION_COLOURS: dict[str, tuple[int, int, int]] = {
+    "contours": (255, 200, 0), "brows": (255, 90, 60), "nose": (80, 220, 80),
+    "eyes": (60, 170, 255), "mouth": (255, 80, 200), "pupils": (255, 255, 255),
+}
 # The regions of the paper's tables ("full" excludes the pupils, as in the 68-point comparisons).
 TABLE_REGIONS = ("full", "contours", "brows", "nose", "eyes", "mouth")
 

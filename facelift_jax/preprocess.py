@@ -528,10 +528,6 @@ def label_video(path: pathlib.Path, detector, labels: pathlib.Path, batch: int =
 # ------------------------------------------------------------------------------------ pictures
 
 
-_REGION_COLOURS = {"contours": "tab:orange", "brows": "tab:brown", "nose": "tab:cyan", "eyes": "tab:green",
-                   "mouth": "tab:pink", "pupils": "k"}
-
-
 def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Per-view detections vs reprojected lifted points for a few latents, and a 3D scatter."""
     from matplotlib.figure import Figure  # no pyplot: no global backend switch (plots.py)
@@ -588,10 +584,13 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     for k, (elev, azim) in enumerate(((10, -90), (10, 0))):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
         P, ok = data["points3d"][0], data["valid"][0]
-        for region, colour in _REGION_COLOURS.items():
+        for region, rgb in landmarks.REGION_COLOURS.items():
             idx = landmarks.REGIONS_98[region]
             sel = idx[ok[idx]]
-            ax.scatter(P[sel, 0], P[sel, 2], P[sel, 1], s=10, c=colour, label=region)
+            # color=, not c=: three points with c=(r, g, b) would be read as values for a colormap;
+            # the thin dark edge keeps the white pupils visible on the white figure
+            ax.scatter(P[sel, 0], P[sel, 2], P[sel, 1], s=10, color=tuple(v / 255 for v in rgb), edgecolors="k",
+                       linewidths=0.2, label=region)
         if "true3d" in data:
             T = data["true3d"][0]
             ax.scatter(T[:96, 0], T[:96, 2], T[:96, 1], s=10, facecolors="none", edgecolors="k", linewidths=0.4,

@@ -67,3 +67,10 @@ def test_bad_input_is_named():
         lm.to68(np.zeros((68, 2)))
     with pytest.raises(ValueError, match="unknown region"):
         lm.region_indices("ears")
+
+
+def test_region_colours_name_every_region_with_distinct_rgb():
+    assert set(lm.REGION_COLOURS) == set(lm.REGIONS_98)
+    colours = list(lm.REGION_COLOURS.values())
+    assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in colours)
+    assert len(set(colours)) == len(colours)  # a swapped region must show as another colour

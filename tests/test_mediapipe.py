@@ -1,4 +1,4 @@
-"""bridges/mediapipe.py: BlazeFace decoding, exact crop transforms, the 468→98 table, and the real
+"""bridges/mediapipe/: BlazeFace decoding, exact crop transforms, the 468→98 table, and the real
 models on a real photo (skimage.data.astronaut)."""
 
 import math
@@ -10,7 +10,7 @@ pytest.importorskip("ai_edge_litert")
 skimage_data = pytest.importorskip("skimage.data")
 
 from bridges import mediapipe as mp  # noqa: E402
-from bridges import mediapipe_wflw as mw  # noqa: E402
+from bridges.mediapipe import wflw as mw  # noqa: E402
 from facelift_jax import landmarks as lm  # noqa: E402
 from facelift_jax import media  # noqa: E402
 
@@ -619,6 +619,18 @@ def _write_clip(path, astronaut):
         writer.write(cv2.cvtColor(_shifted(astronaut, dx, dy), cv2.COLOR_RGB2BGR))
     writer.release()
     return path
+
+
+def test_draw_faces_paints_each_point_in_its_regions_shared_colour(monkeypatch):
+    # 98 points on a 14 × 7 grid, 20 px apart, at pixel centres: each dot's centre pixel is its colour.
+    ij = np.stack(np.meshgrid(np.arange(14), np.arange(7)), -1).reshape(-1, 2)[:98]
+    points = 20.0 * ij + 20.5
+    monkeypatch.setitem(lm.REGION_COLOURS, "nose", (1, 2, 3))  # the table is read, not a copy of it
+    out = mp.draw_faces(np.zeros((200, 320, 3), np.uint8), [dict(landmarks98=points)])
+    for region, idx in lm.REGIONS_98.items():
+        for i in idx:
+            x, y = (int(v) for v in points[i])
+            assert tuple(out[y, x]) == lm.REGION_COLOURS[region], (region, i)
 
 
 def test_label_video(tmp_path, astronaut, face):

@@ -8,7 +8,7 @@ These tables are the 3D definition (``convention="mesh"``), the one the syntheti
 What :func:`wflw98_from_mediapipe468` returns by default (``convention="annotation"``) is what a
 human annotator of 300-W / WFLW clicks in the image: self-occluded contour points marched to the
 visible face outline, and the upper brow points on the brow's centre line (:data:`BROW_BLEND`).
-Pure NumPy (+ OpenCV for the iris); no model runs here (bridges/mediapipe.py does that).
+Pure NumPy (+ OpenCV for the iris); no model runs here (bridges/mediapipe/landmarker.py does that).
 
 Vertex sides: MediaPipe's "right" vertices (33, 61, 127, 234, ...) are the subject's right, on the
 image left of a frontal, unmirrored photo — WFLW's index-0 side.
