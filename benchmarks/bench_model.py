@@ -75,8 +75,7 @@ def model_config(name: str, image_size: int = 0):
         cfg.encoder = "vit"
         cfg.vit.update(VIT_MODELS[name]["vit"], stem="patch", patch=16)
         cfg.decoder.update(VIT_MODELS[name]["decoder"])
-    for section in ("vit", "efficientnet", "face_mesh"):  # the encoder's own size must equal the images'
-        cfg[section].image_size = size
+    config.image_size = size  # model.image_size refers to it: every encoder takes this side
     return cfg, size
 
 # --------------------------------------------------------------------------- PyTorch reference

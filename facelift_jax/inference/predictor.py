@@ -87,7 +87,11 @@ class Predictor:
         self._graphdef, self._state = nnx.split(model)
         self.focal = float(model.focal)  # the model camera's normalized focal (pose axes, 3D filter noise)
         self.metadata = dict(metadata or {})
-        self.image_size = int(image_size or self.metadata.get("image_size") or 224)
+        own = int(model.encoder.image_size)  # the side the encoder was built for (config.image_size)
+        given = image_size or self.metadata.get("image_size")
+        if given is not None and int(given) != own:
+            raise ValueError(f"image_size={given} but the model's encoder takes {own}×{own} images")
+        self.image_size = own
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
