@@ -51,6 +51,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from facelift_jax import config_check, export, logs
+from facelift_jax.cli import common
 from facelift_jax import landmarks as lm
 from facelift_jax import metrics
 from facelift_jax import workdir as workdir_lib
@@ -411,6 +412,13 @@ def evaluate(predictor_or_model, dataset, out_dir, *, config=None, data_dir=None
     return summary
 
 
+# Config fields that a flag of this command sets (the flag wins over the config and --config.x=v).
+FLAGS = {"eval.data": "--data", "eval.limit": "--limit", "eval.crop_scale": "--crop-scale",
+         "eval.batch_size": "--batch-size", "eval.dad3dheads.landmark_embedding": "--landmark-embedding",
+         **{f"eval.multiface.{key}": "--" + key.replace("_", "-")
+            for key in ("sequences", "cameras", "frame_step", "landmark_vertices", "face_vertices")}}
+
+
 @logs.main_guard
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facelift_jax.evaluate", description=__doc__.split("\n\n")[0])
@@ -434,9 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="landmarks in the table (default: the set's; 68 on the synthetic set = the 68 subset)")
     p.add_argument("--no-progress", action="store_true")
     logs.add_verbosity(p)
-    with logs.user_input():
-        argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
-    args = p.parse_args(argv)
+    args, assignments = common.parse(p, argv)
     with logs.session("evaluate", args.verbosity) as session:
         return _run(args, assignments, session)
 
@@ -453,36 +459,10 @@ def _run(args, assignments: list[str], session) -> int:
             workdir, _ = workdir_lib.locate_checkpoint(ckpt)
     # A training workdir's data/ and config.json serve its export (<workdir>/export) too.
     home = workdir if workdir is not None else ckpt.resolve().parent
-    with logs.user_input("--config", args.config):
-        if args.config:
-            config = workdir_lib.load_config(args.config)
-        elif (home / workdir_lib.CONFIG_FILE).is_file():
-            config = workdir_lib.load_config(home / workdir_lib.CONFIG_FILE)
-        else:
-            config = workdir_lib.default_config()
-    with logs.user_input():
-        workdir_lib.override(config, assignments)
+    config = common.resolve_config(args.config, assignments, home / workdir_lib.CONFIG_FILE)
+    common.set_from_flags(config, args, FLAGS)
+    common.check(config, "evaluate", args, FLAGS)
     ev = config.eval
-    for key, value in (("limit", args.limit), ("crop_scale", args.crop_scale), ("data", args.data),
-                       ("batch_size", args.batch_size)):
-        if value is not None:
-            ev[key] = value
-    if args.landmark_embedding:
-        ev.dad3dheads.landmark_embedding = args.landmark_embedding
-    for key in ("sequences", "cameras", "frame_step", "landmark_vertices", "face_vertices"):
-        value = getattr(args, key)
-        if value is not None:
-            if isinstance(value, list):  # keep the field's own sequence type (a JSON config has lists)
-                value = type(ev.multiface.get(key, ()))(value)
-            ev.multiface[key] = value
-    try:
-        config_check.check(config, "evaluate")
-    except config_check.ConfigError as e:  # name the flag the user typed, not the field it sets
-        flag = {"eval.data": "--data", "eval.limit": "--limit", "eval.crop_scale": "--crop-scale",
-                "eval.batch_size": "--batch-size"}.get(e.field)
-        if flag and getattr(args, flag[2:].replace("-", "_")) is not None:
-            raise config_check.input_error(flag, e.value, e.need) from e
-        raise
     spec = ev.data
     data_dir = home / "data" if (home / "data").is_dir() else None
     # Default output: beside the export, or in the training workdir (never inside Orbax's step folders).

@@ -51,6 +51,7 @@ import numpy as np
 from flax import nnx
 
 from facelift_jax import checkpointing, config_check, logs
+from facelift_jax.cli import common
 from facelift_jax import landmarks as lm
 from facelift_jax import workdir as workdir_lib
 from facelift_jax.model import OUTPUT_FRAMES, build_model, input_size
@@ -338,9 +339,7 @@ def main(argv=None) -> int:
                    help="also write this format beside the Orbax params and StableHLO: 'onnx' writes "
                    f"{ONNX_FILE} (needs the [onnx] extra); repeatable")
     logs.add_verbosity(p)
-    with logs.user_input():
-        argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
-    args = p.parse_args(argv)
+    args, assignments = common.parse(p, argv)
     with logs.session("export", args.verbosity) as session:
         return _run(args, assignments, session)
 
@@ -352,12 +351,9 @@ def _run(args, assignments: list[str], session) -> int:
     if args.step is not None and not (ckpt_dir / str(args.step)).is_dir():
         steps = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
         raise config_check.input_error("--step", args.step, f"no such checkpoint in {ckpt_dir}; steps there: {steps}")
-    config_path = args.config or workdir / workdir_lib.CONFIG_FILE
-    with logs.user_input("--config", str(config_path)):
-        config = workdir_lib.load_config(config_path)
-    with logs.user_input():
-        workdir_lib.override(config, assignments)
-    config_check.check(config, "export")
+    config = common.resolve_config(args.config, assignments, workdir / workdir_lib.CONFIG_FILE,
+                                   fallback_required=True)
+    common.check(config, "export", args)
     template = args.template
     if template is not None and not pathlib.Path(template).is_file():
         raise config_check.input_error("--template", template, "no such file; give a (98, 3) .npy")

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Sequence
 
 from facelift_jax import checkpointing, config_check, logs
-from facelift_jax import workdir as workdir_lib
+from facelift_jax.cli import common
 from facelift_jax.config import DEFAULT_CROP_SCALE, predict_config
 # The library lives in facelift_jax.inference; its names stay importable from here.
 from facelift_jax.inference.crops import FaceCropper, crop_square, face_crop_box, project_points, whole_image_box
@@ -44,6 +44,20 @@ from facelift_jax.inference.predictor import PredictionResult, Predictor, check_
 __all__ = ["FaceCropper", "PredictionResult", "Predictor", "check_image", "compiled_forward_count", "crop_square",
            "draw_overlay", "expand_inputs", "face_crop_box", "load", "main", "predict_image", "predict_video",
            "project_points", "run", "whole_image_box"]
+
+
+# Config fields that a flag of this command sets (the flag wins over the config and --config.x=v).
+FLAGS = {f"predict.{key}": "--" + key.replace("_", "-") for key in ("crop_scale", "batch_size", "detector", "max_faces")}
+
+
+def _fill_predict_section(config) -> None:
+    """Give a config from before the predict section (or one of its fields) existed the defaults."""
+    if "predict" not in config:
+        config.predict = predict_config()
+    for key, value in predict_config().items():
+        if key not in config.predict:
+            with config.predict.unlocked():
+                config.predict[key] = value
 
 
 @logs.main_guard
@@ -70,32 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "covariances as measurement noise; see facelift_jax.temporal)")
     p.add_argument("--no-progress", action="store_true")
     logs.add_verbosity(p)
-    with logs.user_input():
-        argv, assignments = workdir_lib.split_overrides(sys.argv[1:] if argv is None else argv)
-    args = p.parse_args(argv)
+    args, assignments = common.parse(p, argv)
     with logs.session("predict", args.verbosity) as session:
-        with logs.user_input("--config", args.config):
-            config = workdir_lib.load_config(args.config) if args.config else workdir_lib.default_config()
-        with logs.user_input():
-            workdir_lib.override(config, assignments)
-        if "predict" not in config:  # a config (a workdir's config.json) from before the section existed
-            config.predict = predict_config()
-        for key, value in predict_config().items():  # ... or before one of its fields did
-            if key not in config.predict:
-                with config.predict.unlocked():
-                    config.predict[key] = value
-        flags = {"crop_scale": "--crop-scale", "batch_size": "--batch-size", "detector": "--detector",
-                 "max_faces": "--max-faces"}
-        for key, flag in flags.items():
-            if getattr(args, key) is not None:
-                config.predict[key] = getattr(args, key)
-        try:
-            config_check.check(config, "predict")
-        except config_check.ConfigError as e:  # name the flag the user typed, not the field it sets
-            key = e.field.removeprefix("predict.")
-            if key in flags and getattr(args, key) is not None:
-                raise config_check.input_error(flags[key], e.value, e.need) from e
-            raise
+        config = common.resolve_config(args.config, assignments)
+        _fill_predict_section(config)
+        common.set_from_flags(config, args, FLAGS)
+        common.check(config, "predict", args, FLAGS)
         model = pathlib.Path(args.model)
         if not (model / checkpointing.EXPORT_METADATA).is_file():
             raise config_check.input_error("--model", args.model, "not an export (no metadata.json); make one with "
@@ -104,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pc = config.predict
         done, failed = run(args.inputs, model, args.out, detector=pc.detector, crop_scale=float(pc.crop_scale),
                            batch_size=int(pc.batch_size), progress=not args.no_progress, filter=args.filter,
-                           max_faces=int(pc.max_faces))
+                           max_faces=int(pc.max_faces), detector_options=config.get("mediapipe"))
     print(f"{len(done)} input(s) done, {len(failed)} failed; outputs in {args.out}")
     for path, msg in failed:
         print(f"  failed: {path}: {msg}", file=sys.stderr)

@@ -109,6 +109,9 @@ def test_predict_takes_config_overrides_and_flags(export_dir, tmp_path, monkeypa
     assert seen["crop_scale"] == 1.25  # the flag is the shorthand of the field, and wins
     assert predict.main(base) == 0
     assert seen["crop_scale"] == pytest.approx(1 / 0.65) and seen["batch_size"] == 16  # predict.default_config
+    assert seen["detector_options"]["min_score"] == 0.5  # config.mediapipe reaches the detector ...
+    assert predict.main(base + ["--config.mediapipe.min_score=0.8"]) == 0
+    assert seen["detector_options"]["min_score"] == 0.8  # ... overrides included
     capsys.readouterr()
 
     for extra, message in ((["--config.predict.batch_size=0"], "config.predict.batch_size=0: must be an integer ≥ 1"),
@@ -169,3 +172,33 @@ def test_train_final_report_puts_each_number_in_its_column():
     for path in ("w/plots/learning_curve.png", "w/eval/categories/results.md", "w/export", "w/logs/train.log"):
         assert path in text
 
+
+
+def test_flags_set_their_fields_in_the_fields_own_types_and_errors_name_the_flag():
+    import argparse
+
+    from facelift_jax.cli import common
+    from facelift_jax.config_check import ConfigError
+    from facelift_jax.config import get_config
+
+    import json
+
+    import ml_collections
+
+    flags = {"eval.limit": "--limit", "eval.multiface.sequences": "--sequences"}
+    args = argparse.Namespace(limit=None, sequences=["s1", "s2"])
+    config = get_config()  # a .py config: tuples
+    common.set_from_flags(config, args, flags)
+    assert config.eval.multiface.sequences == ("s1", "s2")
+    config = ml_collections.ConfigDict(json.loads(get_config().to_json()))  # a workdir's config.json: lists
+    limit = config.eval.limit
+    common.set_from_flags(config, args, flags)
+    assert config.eval.limit == limit  # a flag not given leaves its field alone
+    assert config.eval.multiface.sequences == ["s1", "s2"]
+
+    args = argparse.Namespace(limit=-1, sequences=None, cameras=None)
+    common.set_from_flags(config, args, flags)
+    with pytest.raises(ConfigError, match="--limit=-1"):
+        common.check(config, "evaluate", args, flags)
+    with pytest.raises(ConfigError, match="config.eval.limit=-1"):  # set by --config.eval.limit: named so
+        common.check(config, "evaluate", argparse.Namespace(limit=None), flags)
