@@ -1,6 +1,7 @@
 """One video face policy (facelift_jax.inference.tracking): a fake detector on a synthetic two-face
 clip whose larger face has the LOWER detector score, so following the best score instead of the
-largest face shows; predict_video on top of it; predict's detector settings reach MediaPipe."""
+largest face shows; predict_video and the MediaPipe bridge's labelling on top of it; predict's
+detector settings reach MediaPipe."""
 
 import json
 import sys
@@ -131,6 +132,28 @@ def test_tracker_without_roi_tracking_detects_every_frame():
     steps = [FaceTracker(DetectOnly()).step(f) for f in clip()[3:7]]
     assert [s.source for s in steps] == ["detected", "lost", "lost", "detected"]
     np.testing.assert_allclose(np.asarray(steps[0].landmarks98).max(0), large_box(3)[2:], atol=1e-4)
+
+
+def test_mediapipe_bridge_labels_follow_the_same_face_as_predict():
+    """The bridge's video labelling (MediaPipeSource.track / .detect, the "mediapipe" detector
+    source of preprocessing) on the two-face clip: the large face every frame, normalized by (W, H);
+    the frames without a face get landmarks 0 and confidence 0."""
+    source_lib = pytest.importorskip("bridges.mediapipe.source")
+    frames = np.stack(clip())
+    for method in ("track", "detect"):
+        det = FakeDetector()
+        landmarks, confidence = getattr(source_lib.MediaPipeSource(det), method)(frames, return_confidence=True)
+        assert landmarks.shape == (FRAMES, 98, 2) and confidence.shape == (FRAMES, 98)
+        for t in range(FRAMES):
+            if t in GONE:
+                assert (landmarks[t] == 0).all() and (confidence[t] == 0).all(), (method, t)
+                continue
+            px = landmarks[t] * (W, H)
+            np.testing.assert_allclose(np.r_[px.min(0), px.max(0)], large_box(t), atol=1e-3, err_msg=f"{method} {t}")
+            assert (confidence[t] >= 0.95).all()
+        # track holds the crop (detects on the first frame, the lost ones and the return); detect never does
+        assert det.calls.count("detect") == (4 if method == "track" else FRAMES) and \
+            ("roi" in det.calls) == (method == "track")
 
 
 def test_predict_video_crops_around_the_large_face_and_holds_it_when_lost(export_dir, tmp_path):  # noqa: F811

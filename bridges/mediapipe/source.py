@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from bridges.mediapipe.crops import Roi
 from bridges.mediapipe.landmarker import MediaPipeDetector
 from bridges.mediapipe.runtime import check_image
+from facelift_jax.inference.tracking import FaceTracker
 
 
 def _frames_of(source: Any) -> np.ndarray:
@@ -32,7 +32,7 @@ class MediaPipeSource:
     image coordinates (pixels / (W, H)) and, on request, confidence (B, 98) float32 in [0, 1].
 
     Frames are independent in :meth:`detect` (the largest face of each is taken) and consecutive
-    in :meth:`track`. Confidence is the landmark model's face-presence probability, the same for
+    in :meth:`track` (``facelift_jax.inference.tracking.FaceTracker``, the policy predict follows). Confidence is the landmark model's face-presence probability, the same for
     all 98 points (MediaPipe gives no per-point confidence). A frame without a face gets
     landmarks 0 and confidence 0, so a confidence mask drops it.
     """
@@ -40,30 +40,24 @@ class MediaPipeSource:
     def __init__(self, detector: MediaPipeDetector | None = None, **kwargs):
         self.detector = detector if detector is not None else MediaPipeDetector(**kwargs)
 
-    def _one(self, frame: np.ndarray, roi: Roi | None) -> tuple[np.ndarray, float, Roi | None]:
-        """(98, 2) normalized landmarks, presence and crop of one checked frame; starts from ``roi``
-        (the previous frame's crop) when given, else detects and takes the largest face."""
-        size = np.array(frame.shape[1::-1], np.float64)  # (W, H)
-        if roi is not None:
-            points, presence, roi = self.detector.landmarks_from_roi(frame, roi)
-            if presence >= self.detector.min_presence:
-                return self.detector.landmarks98(frame, points) / size, presence, roi
-        faces = self.detector.detect(frame)
-        if not faces:
-            return np.zeros((98, 2)), 0.0, None
-        face = max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
-        return face["landmarks98"] / size, face["presence"], face["roi"]
-
     def _run(self, frames: Any, track: bool, return_confidence: bool, progress: bool):
         from tqdm import tqdm
 
         frames = _frames_of(frames)
         landmarks = np.zeros((len(frames), 98, 2), np.float32)
         presence = np.zeros(len(frames), np.float32)
-        roi = None
+        # The one face policy of predict's videos (largest box; hold it while tracked): the labels a
+        # clip trains on and the predictions on it follow the same face.
+        tracker = FaceTracker(self.detector)
         desc = "mediapipe tracking" if track else "mediapipe"
         for i, frame in enumerate(tqdm(frames, desc=desc, unit="frame", disable=not progress)):
-            landmarks[i], presence[i], roi = self._one(check_image(frame, f"frames[{i}]"), roi if track else None)
+            frame = check_image(frame, f"frames[{i}]")
+            if not track:
+                tracker.reset()  # each frame on its own: detect, never the previous frame's crop
+            step = tracker.step(frame)
+            if step.landmarks98 is not None:  # lost: landmarks 0, confidence 0 (a mask drops it)
+                landmarks[i] = step.landmarks98 / np.array(frame.shape[1::-1], np.float64)  # / (W, H)
+                presence[i] = step.presence
         if not return_confidence:
             return landmarks
         return landmarks, np.repeat(presence[:, None], 98, axis=1)
