@@ -130,6 +130,17 @@ def test_the_library_imports_no_experiment_config_benchmark_script_or_test():
     assert "facelift_jax.config" in graph["configs.default"]
 
 
+# The command modules (``python -m facelift_jax.<command>``): the only importers of the command-line layer.
+COMMANDS = {f"facelift_jax.{c}" for c in ("train", "preprocess", "evaluate", "export", "predict")}
+
+
+def test_only_the_commands_import_the_command_line_layer():
+    graph, _ = _module_imports(ROOT)
+    users = {m for m, deps in graph.items() if any(d == "facelift_jax.cli" or d.startswith("facelift_jax.cli.")
+                                                  for d in deps) and not m.startswith("facelift_jax.cli")}
+    assert users and users <= COMMANDS, sorted(users - COMMANDS)
+
+
 def test_the_cycle_finder_finds_a_planted_cycle(tmp_path):
     """The rules above would pass on any tree if the walk missed imports: plant each kind it must see."""
     (tmp_path / "facelift_jax" / "sub").mkdir(parents=True)
