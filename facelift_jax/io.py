@@ -7,7 +7,9 @@ rename is atomic), are flushed and ``fsync``-ed, and only then ``os.replace``-d 
 name (the folder is ``fsync``-ed too, so the rename survives a crash). Whatever fails on the way —
 a full disk, an I/O error, an exception of the writer, Ctrl-C — removes the temporary file, and the
 destination keeps its old contents (or stays absent): a reader sees the old file or the new one,
-never part of one.
+never part of one. ``save_npz`` is ``np.savez`` through it; ``load_npz`` reads one back (a
+missing or unreadable file named in the error), ``load_npz_if_valid`` gives None instead, for
+restartable outputs that are then redone.
 
 A full disk (``ENOSPC``, or a quota: ``EDQUOT``) becomes ``DiskFullError``: one message naming the
 file, about how much space it needed and how much is free on that filesystem, and that the file

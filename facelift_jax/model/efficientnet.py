@@ -40,7 +40,9 @@ fwd+bwd at 64², batch 32: 21 img/s with ``feature_group_count=C`` vs 117 img/s 
 shifted, strided slices of the SAME-padded input times per-channel weights), so on CPU
 (``jax.default_backend() == "cpu"``) the depthwise conv is that shifted sum, elsewhere
 ``lax.conv_general_dilated`` with ``feature_group_count=C``; both give the same numbers
-(tests/test_efficientnet.py).
+(tests/test_efficientnet.py). The choice is the module's, fixed when it is built
+(``depthwise_impl``; ``with_depthwise_impl`` copies a built model with another one: the ONNX
+export wants grouped convs whatever the backend), never a switch of this module.
 
 Tokens for the decoder (S = image_size, a multiple of 32):
 * stride 16: the 112-channel map after stage 5 (block 10), (B, S/16, S/16, 112);
