@@ -36,9 +36,7 @@ outputs and their frames are the model's (``Prediction.outputs``, ``model.OUTPUT
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import functools
 import json
 import logging
 import pathlib
@@ -54,7 +52,7 @@ from facelift_jax import checkpointing, config_check, logs
 from facelift_jax.cli import common
 from facelift_jax import landmarks as lm
 from facelift_jax import workdir as workdir_lib
-from facelift_jax.model import OUTPUT_FRAMES, build_model, input_size
+from facelift_jax.model import OUTPUT_FRAMES, build_model, efficientnet, input_size
 
 log = logging.getLogger(__name__)
 
@@ -195,23 +193,6 @@ def _jax2onnx():
     return to_onnx
 
 
-@contextlib.contextmanager
-def _depthwise_impl(impl: str):
-    """Trace EfficientNet's depthwise convolutions with ``impl`` ("shift" or "grouped") instead of
-    the backend's choice (``efficientnet.depthwise_conv``'s "auto": shifted sums on XLA:CPU)."""
-    from facelift_jax.model import efficientnet
-
-    if impl == "auto":
-        yield
-        return
-    original = efficientnet.depthwise_conv
-    efficientnet.depthwise_conv = functools.partial(original, impl=impl)
-    try:
-        yield
-    finally:
-        efficientnet.depthwise_conv = original
-
-
 def export_onnx(model, image_size: int, path, *, depthwise: str = "grouped") -> pathlib.Path:
     """Convert the inference function (parameters baked in) to ONNX with jax2onnx and write ``path``.
 
@@ -224,7 +205,8 @@ def export_onnx(model, image_size: int, path, *, depthwise: str = "grouped") -> 
     "auto" (what the current jax backend would run).
     """
     to_onnx = _jax2onnx()
-    infer = inference_function(model)
+    # A copy built for the graph form ONNX wants: the caller's model and every other trace keep theirs.
+    infer = inference_function(efficientnet.with_depthwise_impl(model, depthwise))
 
     def fn(images):
         out = infer(images)
@@ -239,9 +221,8 @@ def export_onnx(model, image_size: int, path, *, depthwise: str = "grouped") -> 
     for q in quiet:
         q.setLevel(logging.ERROR)
     try:
-        with _depthwise_impl(depthwise):
-            proto = to_onnx(fn, [spec], model_name="facelift", opset=ONNX_OPSET, input_names=[ONNX_INPUT],
-                            output_names=list(ONNX_OUTPUTS))
+        proto = to_onnx(fn, [spec], model_name="facelift", opset=ONNX_OPSET, input_names=[ONNX_INPUT],
+                        output_names=list(ONNX_OUTPUTS))
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)

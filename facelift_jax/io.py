@@ -7,7 +7,9 @@ rename is atomic), are flushed and ``fsync``-ed, and only then ``os.replace``-d 
 name (the folder is ``fsync``-ed too, so the rename survives a crash). Whatever fails on the way —
 a full disk, an I/O error, an exception of the writer, Ctrl-C — removes the temporary file, and the
 destination keeps its old contents (or stays absent): a reader sees the old file or the new one,
-never part of one.
+never part of one. ``save_npz`` is ``np.savez`` through it; ``load_npz`` reads one back (a
+missing or unreadable file named in the error), ``load_npz_if_valid`` gives None instead, for
+restartable outputs that are then redone.
 
 A full disk (``ENOSPC``, or a quota: ``EDQUOT``) becomes ``DiskFullError``: one message naming the
 file, about how much space it needed and how much is free on that filesystem, and that the file
@@ -29,7 +31,10 @@ import pathlib
 import shutil
 import socket
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
+
+import numpy as np
 
 # errno values that mean "no room": a full filesystem or a full quota
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -178,6 +183,44 @@ def check_written(path, exc: BaseException, *, needed: int | None = None) -> Bas
     """What to raise when writing ``path`` failed with ``exc``: ``DiskFullError`` for a full disk,
     ``exc`` itself otherwise (for writers that do not go through ``atomic_path``, e.g. orbax)."""
     return disk_full_error(path, exc, needed) if is_disk_full(exc) else exc
+
+
+# ------------------------------------------------------------------------------------------ npz
+
+# What np.load raises on a file cut short or overwritten with other bytes (BadZipFile: a bad CRC).
+_UNREADABLE_NPZ = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+
+
+def save_npz(path, **arrays) -> None:
+    """``np.savez(path, **arrays)`` through ``atomic_write``: a reader, or a rerun deciding what is
+    finished, sees the old file or the complete new one; a full disk is a ``DiskFullError``
+    naming ``path``."""
+    needed = sum(np.asarray(a).nbytes for a in arrays.values())
+    atomic_write(path, lambda f: np.savez(f, **arrays), needed=needed)
+
+
+def load_npz(path) -> dict:
+    """{name: array} of the npz file ``path``, dtypes as saved (no pickled objects).
+
+    A missing file is a ``FileNotFoundError`` and an unreadable one a ``ValueError``, both naming
+    ``path``."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"no npz file at {path}", str(path))
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except _UNREADABLE_NPZ as e:
+        raise ValueError(f"{path} is not a readable npz file ({type(e).__name__}: {e})") from e
+
+
+def load_npz_if_valid(path) -> dict | None:
+    """``load_npz(path)``, or None when the file is missing or unreadable: for restartable outputs
+    (preprocessing chunks, caches), where such a file is simply redone."""
+    try:
+        return load_npz(path)
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------ lock

@@ -48,7 +48,6 @@ import queue
 import sys
 import threading
 import time
-import zipfile
 
 import jax
 import ml_collections
@@ -73,23 +72,8 @@ def _section(config) -> ml_collections.ConfigDict:
 # ------------------------------------------------------------------------------------ files
 
 
-def save_npz(path: pathlib.Path, **arrays) -> None:
-    """``np.savez`` through the package's one atomic write (``io.atomic_write``): a full disk is a
-    ``DiskFullError`` naming ``path`` and leaves no file that a rerun could take for a finished one."""
-    fio.atomic_write(path, lambda f: np.savez(f, **arrays), needed=sum(np.asarray(a).nbytes for a in arrays.values()))
-
-
 def save_json(path: pathlib.Path, obj) -> None:
     fio.atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def load_npz(path: pathlib.Path) -> dict | None:
-    """The arrays of a finished file, or None when it is missing or unreadable (then it is redone)."""
-    try:
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # BadZipFile: cut short, or a bad CRC
-        return None
 
 
 # ------------------------------------------------------------------------------------ multi-view
@@ -299,8 +283,8 @@ class _Chunks:
         arrays = {k: np.asarray(v) for k, v in dataclasses.asdict(res).items()}
         self.timing["lift_s"] += time.perf_counter() - t
         path = _chunk_path(self.chunk_dir, self.latents, start, stop)
-        save_npz(path, latents=self.latents[start:stop], detections=det, confidence=conf, mask=mask,
-                 **arrays, **{k: v for k, v in extras.items() if k in ("true3d", "visible")})
+        fio.save_npz(path, latents=self.latents[start:stop], detections=det, confidence=conf, mask=mask,
+                     **arrays, **{k: v for k, v in extras.items() if k in ("true3d", "visible")})
         stamps.seal(path, _chunk_stamp(self.plan_digest, self.latents, start, stop))
 
 
@@ -400,7 +384,7 @@ def assemble(root: pathlib.Path, plan: dict, latents: np.ndarray, paths: list[pa
     """Concatenate the (sealed) chunk files ``paths`` into pseudo_labels.npz, template.npy and metadata.json."""
     chunks = []
     for p in paths:
-        got = load_npz(p)
+        got = fio.load_npz_if_valid(p)
         if got is None:
             raise RuntimeError(f"chunk {p} could not be read after its seal was checked (changed on disk during "
                                f"assembly?); rerun preprocessing with the same --out")
@@ -411,7 +395,7 @@ def assemble(root: pathlib.Path, plan: dict, latents: np.ndarray, paths: list[pa
     fields = ["latents", "points3d", "valid", "residual", "num_views", "num_inliers", "status"]
     if "true3d" in data:
         fields.append("true3d")
-    save_npz(root / "pseudo_labels.npz", **{k: data[k] for k in fields})
+    fio.save_npz(root / "pseudo_labels.npz", **{k: data[k] for k in fields})
     valid = data["valid"]
     weights = valid[..., None].astype(np.float64)
     counts = weights.sum(0)
@@ -474,7 +458,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
         detector = None
         for path in tqdm(files, desc="preprocess: video labels", unit="video", disable=not progress):
             labels = root / f"{path.stem}.npz"
-            got = load_npz(labels)
+            got = fio.load_npz_if_valid(labels)
             if got is None:
                 if detector is None:
                     detector = sources.make_detector(config)
@@ -489,7 +473,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
         for seed in tqdm(seeds, desc="preprocess: synthetic videos", unit="video", disable=not progress):
             video = root / f"video_{seed:06d}.avi"
             labels = synthetic.labels_path(video)
-            got = load_npz(labels)
+            got = fio.load_npz_if_valid(labels)
             if got is None or not video.exists() or got["landmarks2d"].shape[0] != int(pre.frames_per_video):
                 if gen is None:
                     gen, det = sources.make_generator(config), sources.make_detector(config)
@@ -506,7 +490,7 @@ def run_videos(config, out_dir: pathlib.Path, progress: bool = True) -> pathlib.
                 finally:
                     if tmp_labels is not None:
                         tmp_labels.unlink(missing_ok=True)
-                got = load_npz(labels)
+                got = fio.load_npz_if_valid(labels)
             entries.append(dict(video=video.name, labels=labels.name, frames=int(got["landmarks2d"].shape[0])))
     save_json(root / "index.json", entries)
     return root
@@ -521,7 +505,7 @@ def label_video(path: pathlib.Path, detector, labels: pathlib.Path, batch: int =
         parts = [detector.detect(frames[s:s + batch], None, return_confidence=True) for s in range(0, len(frames), batch)]
         lm, conf = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     out = dict(landmarks2d=np.asarray(lm, np.float32), confidence=np.asarray(conf, np.float32))
-    save_npz(labels, **out)
+    fio.save_npz(labels, **out)
     return out
 
 

@@ -9,5 +9,8 @@
 * ``evaluator`` — ``Evaluator``: the held-out set predicted once per call, in the training loop
   (in-memory parameters) and offline (``python -m facelift_jax.evaluate`` on an export), with the
   same tables.
+* ``report`` — the per-image path and its tables: every image of a set predicted and scored
+  (``evaluate``), ``results.md`` / ``results.json`` / ``per_image.csv`` / ``examples.png``; the
+  real-photo sets and ``--points 68`` go this way.
 It depends on the model's output contract and the maths, never on the command-line modules.
 """

@@ -36,7 +36,7 @@ from facelift_jax import landmarks as lm
 from facelift_jax.batching import pad_batch
 from facelift_jax.evaluation import baselines
 from facelift_jax.evaluation.datasets import synthetic as heldout_set
-from facelift_jax.evaluation.scoring import score_images
+from facelift_jax.evaluation.scoring import format_number, score_images
 
 POSE_CATEGORIES = ("front", "sided", "atypical")
 
@@ -214,11 +214,11 @@ def categories_markdown(tables: dict) -> str:
                 row = entry["methods"].get(method, {}).get(metric)
                 if row is not None:
                     lines.append(f"| {label} | {names[method]} | "
-                                 + " | ".join(_fmt(row[c]) for c in (*POSE_CATEGORIES, "all")) + " |")
+                                 + " | ".join(format_number(row[c]) for c in (*POSE_CATEGORIES, "all")) + " |")
         det = entry["methods"].get("detector_baseline", {}).get("detector_nme")
         if det is not None:
             lines.append("| NME | 2D detector's own landmarks | "
-                         + " | ".join(_fmt(det[c]) for c in (*POSE_CATEGORIES, "all")) + " |")
+                         + " | ".join(format_number(det[c]) for c in (*POSE_CATEGORIES, "all")) + " |")
         regions = list(lm.TABLE_REGIONS)
         lines += ["", "| Metric | Method | " + " | ".join(regions) + " |", "|" + "---|" * (len(regions) + 2)]
         for metric, label in (("nme", "NME"), ("nmlc", "NMLC"), ("detector_nme", "NME")):
@@ -226,13 +226,10 @@ def categories_markdown(tables: dict) -> str:
                 row = entry.get("regions", {}).get(method, {}).get(metric)
                 if row is not None:
                     who = "2D detector's own landmarks" if metric == "detector_nme" else names[method]
-                    lines.append(f"| {label} | {who} | " + " | ".join(_fmt(row.get(r)) for r in regions) + " |")
+                    cells = " | ".join(format_number(row.get(r)) for r in regions)
+                    lines.append(f"| {label} | {who} | {cells} |")
         if "pnp_fallbacks" in entry:
             lines += ["", f"PnP fits that fell back to the frontal pose (too few confident points): "
                           f"{entry['pnp_fallbacks']} of {entry['num_images']}."]
         lines.append("")
     return "\n".join(lines)
-
-
-def _fmt(v) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{v:.2f}"

@@ -105,3 +105,9 @@ def score_images(pred2d, pred3d, pred_R, truth, categories=None) -> dict:
                    categories=None if categories is None else {"pose": np.asarray(categories)},
                    pred3d=pred3d, true3d=truth.landmarks3d, pred_R=pred_R, true_R=truth.rotation)
     return summary(report)
+
+
+def format_number(value) -> str:
+    """A score as a table cell: two decimals, "–" where there is none (None, NaN: a region or
+    category with no image) so that a missing number never reads as 0.00."""
+    return "–" if value is None or not np.isfinite(value) else f"{value:.2f}"

@@ -10,9 +10,10 @@
 
 from facelift_jax.inference.crops import FaceCropper, crop_square, face_crop_box, project_points, whole_image_box
 from facelift_jax.inference.files import expand_inputs, predict_image, predict_video, run
-from facelift_jax.inference.overlays import REGION_COLOURS, draw_overlay
+from facelift_jax.inference.overlays import draw_overlay
 from facelift_jax.inference.predictor import PredictionResult, Predictor, check_image, compiled_forward_count, load
 from facelift_jax.inference.tracking import ClipFilter, FaceTracker, TrackStep, filter_observation, pick_face
+from facelift_jax.landmarks import REGION_COLOURS  # kept importable from here; landmarks is its home
 
 __all__ = ["REGION_COLOURS", "ClipFilter", "FaceCropper", "FaceTracker", "PredictionResult", "Predictor", "TrackStep",
            "check_image", "compiled_forward_count", "crop_square", "draw_overlay", "expand_inputs", "face_crop_box",

@@ -10,12 +10,7 @@ from facelift_jax import landmarks as lm
 from facelift_jax.inference.crops import project_points
 from facelift_jax.inference.predictor import PredictionResult
 
-__all__ = ["REGION_COLOURS", "draw_overlay"]
-
-REGION_COLOURS = {  # RGB, per WFLW region (landmarks.REGIONS_98)
-    "contours": (255, 200, 0), "brows": (255, 90, 60), "nose": (80, 220, 80),
-    "eyes": (60, 170, 255), "mouth": (255, 80, 200), "pupils": (255, 255, 255),
-}
+__all__ = ["draw_overlay"]
 
 
 def draw_overlay(image: np.ndarray, result: PredictionResult, index: int = 0, *, label: str | None = None,
@@ -30,7 +25,7 @@ def draw_overlay(image: np.ndarray, result: PredictionResult, index: int = 0, *,
     r = result[index]
     pts = r.landmarks2d
     for region, idx in lm.REGIONS_98.items():
-        colour = colour_override or REGION_COLOURS[region]
+        colour = colour_override or lm.REGION_COLOURS[region]  # the one table, as preprocess and the bridge draw
         for i in idx:
             evals, evecs = np.linalg.eigh(r.covariances[i])
             axes = np.sqrt(np.maximum(evals, 0))

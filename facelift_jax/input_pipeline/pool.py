@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from facelift_jax import camera, stamps
 from facelift_jax import random_streams as streams
-from facelift_jax.preprocess import load_npz, save_npz  # the atomic npz files of preprocessing
+from facelift_jax.io import load_npz_if_valid, save_npz  # the same atomic npz files as preprocessing
 from facelift_jax.input_pipeline.labels import PseudoLabels, VideoLabels
 
 _CHUNK = 512
@@ -86,7 +86,7 @@ def load_or_render(config, data_dir, labels: PseudoLabels, *, progress: bool = T
     for start in starts:
         stop = min(start + _CHUNK, n)
         path = root / f"chunk_{start:07d}_{stop:07d}.npz"
-        part = load_npz(path)
+        part = load_npz_if_valid(path)
         if part is None:
             if generator is None:
                 from facelift_jax import sources
@@ -120,7 +120,7 @@ def decoded_frames(config, data_dir, videos: VideoLabels, *, progress: bool = Tr
     """Every training video frame (F, S, S, 3) uint8 at ``config.image_size``, decoded once."""
     size = int(config.image_size)
     path = pathlib.Path(data_dir) / "pool" / f"frames_{stamps.digest(dict(paths=list(videos.paths), size=size))}.npz"
-    cached = load_npz(path)
+    cached = load_npz_if_valid(path)
     if cached is not None and cached["frames"].shape == (len(videos), size, size, 3):
         return cached["frames"]
     from facelift_jax.input_pipeline.multiframe import FrameSource

@@ -40,7 +40,9 @@ fwd+bwd at 64², batch 32: 21 img/s with ``feature_group_count=C`` vs 117 img/s 
 shifted, strided slices of the SAME-padded input times per-channel weights), so on CPU
 (``jax.default_backend() == "cpu"``) the depthwise conv is that shifted sum, elsewhere
 ``lax.conv_general_dilated`` with ``feature_group_count=C``; both give the same numbers
-(tests/test_efficientnet.py).
+(tests/test_efficientnet.py). The choice is the module's, fixed when it is built
+(``depthwise_impl``; ``with_depthwise_impl`` copies a built model with another one: the ONNX
+export wants grouped convs whatever the backend), never a switch of this module.
 
 Tokens for the decoder (S = image_size, a multiple of 32):
 * stride 16: the 112-channel map after stage 5 (block 10), (B, S/16, S/16, 112);
@@ -78,6 +80,16 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+DEPTHWISE_IMPLS = ("auto", "shift", "grouped")
+
+
+def check_depthwise_impl(impl: str) -> str:
+    """``impl`` if it is one of ``DEPTHWISE_IMPLS``; a ValueError naming the choices otherwise."""
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"unknown depthwise impl {impl!r}; choose 'auto', 'shift' or 'grouped'")
+    return impl
+
+
 def depthwise_conv(x, kernel, stride: int, impl: str = "auto"):
     """Depthwise k×k convolution with TF 'SAME' padding.
 
@@ -85,7 +97,7 @@ def depthwise_conv(x, kernel, stride: int, impl: str = "auto"):
     impl: "shift" (sum of k² shifted strided slices; fast on XLA:CPU), "grouped"
     (``lax.conv_general_dilated`` with ``feature_group_count=C``), or "auto" (shift on CPU).
     """
-    if impl == "auto":
+    if check_depthwise_impl(impl) == "auto":
         impl = "shift" if jax.default_backend() == "cpu" else "grouped"
     k, C = kernel.shape[0], kernel.shape[-1]
     if kernel.shape != (k, k, C) or x.shape[-1] != C:
@@ -95,8 +107,6 @@ def depthwise_conv(x, kernel, stride: int, impl: str = "auto"):
     if impl == "grouped":
         return jax.lax.conv_general_dilated(x, kernel[:, :, None, :], (stride, stride), (ph, pw),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=C)
-    if impl != "shift":
-        raise ValueError(f"unknown depthwise impl {impl!r}; choose 'auto', 'shift' or 'grouped'")
     xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
     oh, ow = -(-H // stride), -(-W // stride)
     out = None
@@ -135,27 +145,32 @@ class ConvAffine(nnx.Module):
 
 
 class DepthwiseAffine(nnx.Module):
-    """k×k depthwise conv (TF 'SAME', stride) → per-channel ``·scale + bias``; kernel (k, k, C)."""
+    """k×k depthwise conv (TF 'SAME', stride) → per-channel ``·scale + bias``; kernel (k, k, C).
 
-    def __init__(self, channels: int, kernel: int, stride: int, *, dtype, rngs: nnx.Rngs):
+    ``impl``: ``depthwise_conv``'s choice, fixed when the module is built (an exporter that needs
+    one graph form builds, or ``with_depthwise_impl`` copies, the model with it).
+    """
+
+    def __init__(self, channels: int, kernel: int, stride: int, *, dtype, rngs: nnx.Rngs, impl: str = "auto"):
         std = math.sqrt(2.0 / (kernel * kernel))
         self.kernel = nnx.Param(std * jax.random.normal(rngs.params(), (kernel, kernel, channels)))
         self.scale = nnx.Param(jnp.ones((channels,)))
         self.bias = nnx.Param(jnp.zeros((channels,)))
-        self.stride, self.dtype = stride, dtype
+        self.stride, self.dtype, self.impl = stride, dtype, check_depthwise_impl(impl)
 
     def __call__(self, x):
-        y = depthwise_conv(x, self.kernel[...].astype(self.dtype), self.stride)
+        y = depthwise_conv(x, self.kernel[...].astype(self.dtype), self.stride, self.impl)
         return y * self.scale[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
 
 
 class MBConv(nnx.Module):
     """Inverted residual without squeeze-excite: [expand 1×1] → depthwise k×k → project 1×1."""
 
-    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, *, dtype, rngs: nnx.Rngs,
+                 depthwise_impl: str = "auto"):
         mid = cin * expand
         self.expand = ConvAffine(cin, mid, dtype=dtype, rngs=rngs) if expand != 1 else None
-        self.depthwise = DepthwiseAffine(mid, kernel, stride, dtype=dtype, rngs=rngs)
+        self.depthwise = DepthwiseAffine(mid, kernel, stride, dtype=dtype, rngs=rngs, impl=depthwise_impl)
         self.project = ConvAffine(mid, cout, dtype=dtype, rngs=rngs)
         self.residual = stride == 1 and cin == cout
 
@@ -171,11 +186,12 @@ class EfficientNetLite(nnx.Module):
 
     ``features(images)`` gives the two maps the default tokens come from: (B, S/16, S/16, 112) and
     (B, S/32, S/32, 1280) (see module doc); stride 8 adds the (B, S/8, S/8, 40) map, finer for
-    localization at small inputs. ``image_size`` must be a multiple of 32.
+    localization at small inputs. ``image_size`` must be a multiple of 32. ``depthwise_impl``: how
+    every depthwise conv runs (``depthwise_conv``'s ``impl``; "auto" = the backend's fast one).
     """
 
     def __init__(self, image_size: int = 224, width: int = 256, token_strides=(16, 32), *, dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, depthwise_impl: str = "auto"):
         if image_size % 32 or image_size <= 0:
             raise ValueError(f"EfficientNet-Lite image_size must be a positive multiple of 32 "
                              f"(output stride 32), got {image_size}")
@@ -188,7 +204,8 @@ class EfficientNetLite(nnx.Module):
         blocks, cin = [], STEM_WIDTH
         for expand, kernel, stride, cout, repeats in BLOCKS:
             for i in range(repeats):
-                blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1, dtype=dtype, rngs=rngs))
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1, dtype=dtype, rngs=rngs,
+                                     depthwise_impl=depthwise_impl))
                 cin = cout
         self.blocks = nnx.List(blocks)
         self.head = ConvAffine(cin, HEAD_WIDTH, dtype=dtype, rngs=rngs)
@@ -226,3 +243,15 @@ class EfficientNetLite(nnx.Module):
             proj, pos = getattr(self, f"proj{s}"), getattr(self, f"pos{s}")
             tokens.append(proj(f.reshape(f.shape[0], -1, f.shape[-1])) + pos[...].astype(self.dtype))
         return jnp.concatenate(tokens, axis=1)
+
+
+def with_depthwise_impl(model: nnx.Module, impl: str) -> nnx.Module:
+    """A copy of ``model`` (any module tree; the parameters shared, not copied) whose EfficientNet
+    depthwise convs run with ``impl``; ``model`` itself is left as it was. For an exporter handed a
+    built model: the same numbers as the original (test_efficientnet.py), another graph form."""
+    check_depthwise_impl(impl)
+    copy = nnx.clone(model)
+    for _, module in copy.iter_modules():
+        if isinstance(module, DepthwiseAffine):
+            module.impl = impl
+    return copy
