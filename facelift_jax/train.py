@@ -501,7 +501,7 @@ def main(argv, flag_values=None) -> int:
     if FLAGS.multihost or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize()
     start = time.perf_counter()
-    with logs.session("train", logs.absl_verbosity()) as session:
+    with logs.session("train", logs.absl_verbosity(FLAGS)) as session:
         check_config(FLAGS.config)  # before the workdir, preprocessing or any other long work
         session.log_to(FLAGS.workdir)
         results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -519,6 +519,7 @@ def cli(argv) -> int:
 
     flag_values, argv = flags.FlagValues(), ["train", *argv]
     _define_flags(flag_values, sys_argv=argv)  # ml_collections finds the --config.x=v overrides in sys_argv
+    logs.define_verbosity(flag_values)
     try:
         logs.parse_absl_flags(argv, flag_values)
     except SystemExit as e:
