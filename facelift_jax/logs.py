@@ -67,13 +67,27 @@ def absl_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def absl_verbosity() -> int:
+def absl_verbosity(flag_values=None) -> int:
     """The ``--verbosity`` given on an absl command line (0 when not given: absl itself turns
-    the default into INFO for every library, which is what the console must not show)."""
+    the default into INFO for every library, which is what the console must not show).
+    ``flag_values``: the command's own flags (default absl's ``FLAGS``, where absl.logging defines it)."""
     from absl import flags
 
-    flag = flags.FLAGS["verbosity"]
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    if "verbosity" not in fv:
+        return 0
+    flag = fv["verbosity"]
     return max(int(flag.value), 0) if flag.present else 0
+
+
+def define_verbosity(flag_values) -> None:
+    """Give a fresh ``FlagValues`` (an in-process command line) the ``--verbosity`` that absl.logging
+    defines only on the global ``FLAGS``; without it ``-v`` is refused as an unknown flag."""
+    from absl import flags
+
+    if "verbosity" not in flag_values:
+        flags.DEFINE_integer("verbosity", 0, "1 = -v: libraries' INFO lines on the console too; 2 = -vv: DEBUG",
+                             flag_values=flag_values)
 
 
 def parse_absl_flags(argv: Sequence[str], flag_values=None):

@@ -488,6 +488,11 @@ _TRANSIENT = {
     "permission denied on the arrays": ("arrays", ValueError(
         'PERMISSION_DENIED: Error opening file "/ck/3/opt_state/manifest.ocdbt": [OS error 13: EACCES Permission '
         'denied]')),
+    # A remote store's faults carry only the status code, no OS errno: the code alone must say "transient".
+    "object store unavailable reading the arrays": ("arrays", ValueError(
+        'UNAVAILABLE: Error reading "gs://bucket/ck/3/params/manifest.ocdbt": HTTP response code: 503')),
+    "timeout reading the arrays": ("arrays", ValueError(
+        'DEADLINE_EXCEEDED: Error reading "gs://bucket/ck/3/opt_state/manifest.ocdbt": deadline exceeded')),
 }
 # ... and for files that are bad (the same formats; tensorstore's codes for cut short or corrupt data).
 _DAMAGE = {

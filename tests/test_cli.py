@@ -60,6 +60,52 @@ def test_verbosity_flags():
     assert p.parse_args(["--verbosity", "1"]).verbosity == 1
 
 
+# Stands in for the config check that train's main runs first: logs one library INFO line (what
+# Orbax, grain and jax log through absl) and one of the package's, then stops as a user error would.
+_TRAIN_ENTRY = """
+import logging, runpy, sys
+from facelift_jax import config_check, logs
+
+def check(config, *args, **kwargs):
+    logging.getLogger("absl").info("LIBRARY-INFO-LINE")
+    logging.getLogger("facelift_jax.train").info("OWN-STAGE-LINE")
+    raise logs.ConfigError("", config_check.NO_VALUE, "STOP-HERE")
+
+config_check.check = check
+sys.argv = ["facelift_jax.train", *sys.argv[1:]]
+runpy.run_module("facelift_jax.train", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("flag", [None, "-v", "--verbosity=1"])
+def test_train_verbosity_flag_reaches_the_console(tmp_path, flag, capsys, monkeypatch):
+    """``python -m facelift_jax.train ... -v`` (absl's global flags) and ``train.cli`` (a fresh
+    FlagValues, as tests and wrappers call it) both show libraries' INFO lines with -v, not without."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    argv = ["--config", "configs/default.py", "--workdir", str(tmp_path / "run"), *([flag] if flag else [])]
+    proc = subprocess.run([sys.executable, "-c", _TRAIN_ENTRY, *argv], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "error: STOP-HERE" in proc.stderr, proc.stderr[-3000:]
+    assert "OWN-STAGE-LINE" in proc.stderr
+    assert ("LIBRARY-INFO-LINE" in proc.stderr) == (flag is not None), proc.stderr[-3000:]
+
+    def stop(config, *args, **kwargs):
+        logging.getLogger("absl").info("LIBRARY-INFO-LINE")
+        logging.getLogger("facelift_jax.train").info("OWN-STAGE-LINE")
+        raise logs.ConfigError("", config_check.NO_VALUE, "STOP-HERE")
+
+    monkeypatch.setattr(config_check, "check", stop)
+    capsys.readouterr()
+    assert train.cli(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: STOP-HERE" in err and "OWN-STAGE-LINE" in err, err
+    assert ("LIBRARY-INFO-LINE" in err) == (flag is not None), err
+
+
 def test_user_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
     @logs.main_guard
     def user(_):

@@ -4,6 +4,7 @@ an int, an invalid add) and a finite depth wherever a triangle is drawn (+inf on
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,3 +48,60 @@ def test_extreme_poses_render_without_warnings_and_with_finite_depth():
         assert np.isfinite(r.depth[drawn]).all() and (r.depth[drawn] > 0).all()
         assert np.isposinf(r.depth[~drawn]).all()
         assert r.image.dtype == np.uint8 and np.isfinite(r.landmarks2d).all()
+
+
+def test_exactly_singular_triangle_has_a_non_finite_row_and_a_regular_one_inverts():
+    from facelift_jax.synthetic import shading
+
+    # columns a, b, a + b: the plane of the triangle holds the camera centre exactly (det T = 0)
+    pc = jnp.asarray([[1.0, 0.0, 2.0], [0.0, 1.0, 2.5], [1.0, 1.0, 4.5], [0.3, -0.2, 3.0]], jnp.float32)
+    tris = jnp.asarray([[0, 1, 2], [0, 1, 3]], jnp.int32)
+    attr = jnp.zeros((4, 3), jnp.float32)
+    table = np.asarray(shading.triangle_table(pc, attr, attr, tris))
+    assert not np.isfinite(table[0]).all()  # the signal the generator's mask keys on
+    T = np.asarray(pc, np.float64)[[0, 1, 3]].T
+    np.testing.assert_allclose(table[1, :9], np.linalg.inv(T).reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def test_triangles_with_a_singular_table_are_never_drawn(monkeypatch):
+    """Inject what an exactly edge-on triangle gives (a NaN row of T⁻¹) for the triangles that cover
+    most of a frontal face: they must drop out of the id buffer (no NaN depth or colour, no
+    RuntimeWarning), and every pixel that showed another triangle is unchanged."""
+    from facelift_jax.synthetic import generator as G
+    from facelift_jax.synthetic import shading
+
+    gen = SyntheticGenerator()
+    az = np.array([0, 20, -35, 0], np.float32)
+    el = np.array([0, 10, -5, 25], np.float32)
+    cameras = cam.camera_from_angles(az, el, np.zeros_like(az))
+    latents = np.arange(4, dtype=np.int64)
+    clean = gen.render(latents, cameras, 48)
+    ids, counts = np.unique(clean.triangle_id[0][clean.triangle_id[0] >= 0], return_counts=True)
+    poisoned = ids[np.argsort(-counts)[:25]]
+    real_table = shading.triangle_table
+
+    def table_with_singular_rows(pc, normals_cam, canon, triangles):
+        rows = real_table(pc, normals_cam, canon, triangles)
+        bad = jnp.zeros(rows.shape[0], bool).at[jnp.asarray(poisoned)].set(True)
+        return jnp.where(bad[:, None], jnp.nan, rows)
+
+    monkeypatch.setattr(shading, "triangle_table", table_with_singular_rows)
+    # jax caches the trace of _geometry's Python function: jit a new function around it, so that it is
+    # traced again with the patched table
+    original = G._geometry.__wrapped__
+
+    def geometry(head, params, K, R, t, image_size, max_gaze_deg):
+        return original(head, params, K, R, t, image_size, max_gaze_deg)
+
+    monkeypatch.setattr(G, "_geometry", jax.jit(geometry, static_argnames=("image_size",)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = gen.render(latents, cameras, 48)
+    assert not np.isin(r.triangle_id, poisoned).any()
+    drawn = r.triangle_id >= 0
+    assert np.isfinite(r.depth[drawn]).all() and np.isposinf(r.depth[~drawn]).all()
+    others = (clean.triangle_id >= 0) & ~np.isin(clean.triangle_id, poisoned)
+    assert np.isin(clean.triangle_id[0], poisoned).sum() > 100  # the injection hits a good part of the face
+    np.testing.assert_array_equal(r.triangle_id[others], clean.triangle_id[others])
+    np.testing.assert_array_equal(r.depth[others], clean.depth[others])
+    np.testing.assert_array_equal(r.image[others], clean.image[others])
