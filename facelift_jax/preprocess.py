@@ -20,9 +20,10 @@ Output under DIR (what input_pipeline/labels.py and the training pipeline read):
   videos/index.json             [{"video": relative path, "labels": relative npz, "frames": T}]
   videos/*.avi + *.npz          clips and their 2D pseudo-labels landmarks2d (T,98,2), confidence (T,98)
   preview/*.png                 detections vs reprojected lifted points per view; 3D scatter
+  finished.json                 written last: the folder is complete (``finished``); removed when a run starts
 
-Restartable: chunk files and video label files are written atomically (temporary file, then
-rename), and a rerun with the same plan skips whatever is already there; a rerun with a different
+Restartable: chunk files, video label files and previews are written atomically (temporary file,
+then rename), and a rerun with the same plan skips whatever is already there; a rerun with a different
 plan (latents, chunking, views, generator, detector, lifting) into the same DIR is refused. A
 chunk counts as done only when its seal (``stamps.seal``, written after it) matches its bytes and
 the plan: a truncated, corrupt or overwritten chunk is redone, never loaded.
@@ -512,6 +513,11 @@ def label_video(path: pathlib.Path, detector, labels: pathlib.Path, batch: int =
 # ------------------------------------------------------------------------------------ pictures
 
 
+def _save_figure(fig, path: pathlib.Path) -> None:
+    with fio.atomic_path(path) as tmp:  # a kill mid-savefig leaves no half PNG
+        fig.savefig(tmp, dpi=80, format="png")
+
+
 def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Per-view detections vs reprojected lifted points for a few latents, and a 3D scatter."""
     from matplotlib.figure import Figure  # no pyplot: no global backend switch (plots.py)
@@ -561,7 +567,7 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
                      f"({int(data['valid'][b].sum())}/98 valid)")
         fig.tight_layout()
         path = root / f"lifting_latent{int(lat[b]):06d}.png"
-        fig.savefig(path, dpi=80)
+        _save_figure(fig, path)
         written.append(path)
 
     fig = Figure(figsize=(11, 5.5))
@@ -588,12 +594,22 @@ def write_previews(config, out_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"latent {int(lat[0])}: 3D pseudo-label (world), front and side")
     path = root / f"scatter3d_latent{int(lat[0]):06d}.png"
-    fig.savefig(path, dpi=80)
+    _save_figure(fig, path)
     written.append(path)
     return written
 
 
 # ------------------------------------------------------------------------------------ entry
+
+
+FINISHED = "finished.json"  # run_preprocess's last write
+
+
+def finished(out_dir) -> bool:
+    """Whether a ``run_preprocess`` into ``out_dir`` got to its end (pseudo-labels, videos and
+    previews all written): a run killed part-way leaves no ``finished.json``, and a rerun completes
+    it, keeping sealed chunks and finished clips."""
+    return (pathlib.Path(out_dir) / FINISHED).is_file()
 
 
 def run_preprocess(config, out_dir, progress: bool = True, *, process_index: int = 0, process_count: int = 1,
@@ -606,6 +622,8 @@ def run_preprocess(config, out_dir, progress: bool = True, *, process_index: int
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if int(process_index) == 0:  # until this run ends, the folder is not a finished one
+        (out_dir / FINISHED).unlink(missing_ok=True)
     root = run_multiview(config, out_dir, progress, process_index=process_index, process_count=process_count,
                          wait_timeout_s=wait_timeout_s)
     if int(process_index) != 0:
@@ -613,6 +631,7 @@ def run_preprocess(config, out_dir, progress: bool = True, *, process_index: int
     run_videos(config, out_dir, progress)
     write_previews(config, out_dir)
     meta = json.loads((root / "metadata.json").read_text())
+    stamps.write(out_dir / FINISHED, dict(num_latents=meta["num_latents"], plan=stamps.read(root / "plan.json")))
     if progress:
         msg = f"preprocess: {meta['num_latents']} latents, {meta['invalid_points']['excluding_pupils']} invalid points"
         if "error_vs_truth" in meta:

@@ -200,7 +200,7 @@ def prepare_data(config, workdir: pathlib.Path) -> pathlib.Path:
     from facelift_jax import preprocess
 
     data_dir = workdir / "data"
-    if not preprocessing_finished(config, data_dir):
+    if not (preprocess.finished(data_dir) and input_pipeline.has_pseudo_labels(data_dir)):
         # also after a kill part-way through: preprocessing is restartable, sealed chunks and
         # finished clips are kept, and it refuses chunks of another plan itself
         log.info("preprocessing in %s is missing or unfinished: running it", data_dir)
@@ -208,35 +208,6 @@ def prepare_data(config, workdir: pathlib.Path) -> pathlib.Path:
     else:  # reused: only if this config would have made them the same way
         preprocess.check_plan(config, data_dir)
     return data_dir
-
-
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG's last chunk: a file cut short lacks it
-
-
-def preprocessing_finished(config, data_dir) -> bool:
-    """Whether ``preprocess.run_preprocess`` got to its end in ``data_dir``. It writes, in this order,
-    the pseudo-labels and template (``multiview/``), ``videos/index.json`` (after the last clip) and
-    the preview PNGs (the 3D scatter last); a run killed part-way lacks one of them or has that PNG
-    cut short (matplotlib's savefig does not write atomically)."""
-    from facelift_jax.input_pipeline import labels as labels_lib
-
-    data_dir = pathlib.Path(data_dir)
-    if not input_pipeline.has_pseudo_labels(data_dir) or not (data_dir / labels_lib.VIDEO_INDEX).is_file():
-        return False
-    try:
-        with np.load(data_dir / labels_lib.MULTIVIEW_LABELS) as f:
-            latents = f["latents"]
-    except (OSError, ValueError, KeyError, EOFError):
-        return False
-    if min(int(config.preprocess.preview_latents), len(latents)) <= 0:
-        return True  # no previews to draw
-    last = data_dir / "preview" / f"scatter3d_latent{int(latents[0]):06d}.png"
-    try:
-        with open(last, "rb") as f:
-            f.seek(max(last.stat().st_size - len(_PNG_END), 0))
-            return f.read() == _PNG_END
-    except OSError:
-        return False
 
 
 def check_config(config) -> None:

@@ -1,7 +1,8 @@
 """train after a kill in the middle of preprocessing: train.prepare_data sees the unfinished data
-folder (pseudo-labels there, but the video index or the previews not), runs the restartable
-preprocessing again (the sealed lifting chunk and finished clips are kept, not redone) and ends with
-a folder bit-identical to an uninterrupted run's; a finished folder is reused as it is."""
+folder (pseudo-labels there, but no finished.json: the video index or the previews are not), runs
+the restartable preprocessing again (the sealed lifting chunk and finished clips are kept, not
+redone) and ends with a folder bit-identical to an uninterrupted run's; a finished folder is reused
+as it is."""
 
 import json
 import pathlib
@@ -76,14 +77,14 @@ def test_kill_while_writing_the_videos_reruns_preprocessing_and_ends_as_uninterr
     assert (data / "multiview" / "pseudo_labels.npz").is_file() and (data / "multiview" / "template.npy").is_file()
     assert not (data / "videos" / "index.json").exists() and not (data / "preview").exists()
     assert len(list((data / "videos").glob("video_*.avi"))) == 1
-    assert not train.preprocessing_finished(config, data)
+    assert not preprocess.finished(data)
 
     monkeypatch.setattr(synthetic, "make_video", real_video)
     lifted = _count_calls(monkeypatch, preprocess, "lift_chunk")
     videos = _count_calls(monkeypatch, synthetic, "make_video")
     assert train.prepare_data(config, workdir) == data
     assert lifted == [] and videos == [1]  # the sealed chunk and the finished clip are kept
-    assert train.preprocessing_finished(config, data)
+    assert preprocess.finished(data)
     _assert_same_data(data, uninterrupted)
 
     # finished now: the next run reuses it without preprocessing again
@@ -95,20 +96,39 @@ def test_kill_while_writing_the_videos_reruns_preprocessing_and_ends_as_uninterr
 def test_kill_while_drawing_the_previews_reruns_them(tmp_path, monkeypatch, uninterrupted):
     import shutil
 
+    from matplotlib.figure import Figure
+
     config, data = tiny_config(), tmp_path / "run" / "data"
     shutil.copytree(uninterrupted, data, ignore=shutil.ignore_patterns("done"))
-    scatter = sorted((data / "preview").glob("scatter3d_*.png"))
-    assert len(scatter) == 1
-    whole = scatter[0].read_bytes()
     runs = _count_calls(monkeypatch, preprocess, "run_preprocess")
     train.prepare_data(config, tmp_path / "run")
     assert runs == []  # a finished folder (built by preprocess itself) is reused
-    with open(scatter[0], "r+b") as f:  # the kill came while savefig wrote the last picture
-        f.truncate(len(whole) // 2)
-    assert not train.preprocessing_finished(config, data)
+
+    scatter = sorted((data / "preview").glob("scatter3d_*.png"))
+    assert len(scatter) == 1
+    whole = scatter[0].read_bytes()
+    # as a run killed after its videos leaves it: no previews, no finished.json
+    shutil.rmtree(data / "preview")
+    (data / preprocess.FINISHED).unlink()
+    real_savefig = Figure.savefig
+
+    def savefig_then_kill(fig, fname, *args, **kwargs):
+        real_savefig(fig, fname, *args, **kwargs)
+        if "scatter3d" in str(fname):  # the kill comes while the 3D scatter (the last picture) is written
+            with open(fname, "r+b") as f:
+                f.truncate(len(whole) // 2)
+            raise Killed()
+
+    monkeypatch.setattr(Figure, "savefig", savefig_then_kill)
+    with pytest.raises(Killed):
+        train.prepare_data(config, tmp_path / "run")
+    assert runs == [1] and not preprocess.finished(data)
+    assert not scatter[0].exists() and not list((data / "preview").glob(".*"))  # no half PNG, no temporary file
+    assert list((data / "preview").glob("lifting_*.png"))  # the pictures before it are whole and kept
+    monkeypatch.setattr(Figure, "savefig", real_savefig)
     lifted = _count_calls(monkeypatch, preprocess, "lift_chunk")
     videos = _count_calls(monkeypatch, synthetic, "make_video")
     train.prepare_data(config, tmp_path / "run")
-    assert runs == [1] and lifted == [] and videos == []
-    assert scatter[0].read_bytes()[-8:] == whole[-8:] and train.preprocessing_finished(config, data)
+    assert runs == [1, 1] and lifted == [] and videos == []
+    assert scatter[0].read_bytes()[-8:] == whole[-8:] and preprocess.finished(data)
     _assert_same_data(data, uninterrupted)
