@@ -9,10 +9,18 @@ cameras stored beside them, at 64². It was written with that commit's code, unc
                         triangle_id=r.triangle_id.astype(np.int16), landmarks2d=r.landmarks2d,
                         visible=r.visible, contour_candidates_visible=r.contour_candidates_visible)
 
-The rewrite keeps every floating-point operation (same order, same dtypes), so everything must agree
-exactly — not only the issue's floor (identical landmarks and visibility, ≥ 99.5 % of pixels) — and
-results derived from renders (``make demo``) stay what they were. The same equality was checked at
-224² (40 images), 96², 32² and 8² against that commit while rewriting.
+The rewrite keeps every floating-point operation (same order, same dtypes), so on the machine type
+that wrote the reference (Intel Xeon) everything agrees bit for bit — not only the issue's floor
+(identical landmarks and visibility, ≥ 99.5 % of pixels) — and results derived from renders
+(``make demo``) stay what they were. The same equality was checked at 224² (40 images), 96², 32²
+and 8² against that commit while rewriting.
+
+Across CPU types XLA:CPU's kernels round differently (README, Results): on an AMD EPYC the float
+outputs differ from the Intel-written reference by at most 1 ulp in ``landmarks2d`` (1.2e-7,
+34 of 980 values) and 4.7e-5 in ``depth`` (~2e-5 relative), while every discrete output
+(visibility, triangle ids, semantic map, the uint8 image) stays exactly equal. So the discrete
+outputs are compared exactly and the float ones within those rounding bounds (a wrong triangle,
+vertex or projection moves them by orders of magnitude more).
 """
 
 from __future__ import annotations
@@ -35,17 +43,21 @@ def reference():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_renderer_matches_the_previous_renderer_bit_for_bit(reference, threads):
+def test_renderer_matches_the_previous_renderer(reference, threads):
     ref = reference
     cams = cam.camera_from_angles(ref["azimuth"], ref["elevation"], ref["roll"])
     out = SyntheticGenerator(dict(threads=threads)).render(ref["latents"], cams, 64)
-    np.testing.assert_array_equal(out.landmarks2d, ref["landmarks2d"])
+    # float outputs: equal up to the CPU type's rounding (bit for bit on the reference's, see above)
+    np.testing.assert_allclose(out.landmarks2d, ref["landmarks2d"], rtol=0, atol=5e-7)
+    np.testing.assert_array_equal(np.isinf(out.depth), np.isinf(ref["depth"]))  # +inf: the background
+    fg = np.isfinite(ref["depth"])
+    np.testing.assert_allclose(np.asarray(out.depth)[fg], ref["depth"][fg], rtol=1e-4, atol=0)
+    # discrete outputs: exactly
     np.testing.assert_array_equal(out.visible, ref["visible"])
     np.testing.assert_array_equal(out.contour_candidates_visible, ref["contour_candidates_visible"])
     np.testing.assert_array_equal(out.triangle_id, ref["triangle_id"].astype(np.int32))
     np.testing.assert_array_equal(out.semantic, ref["semantic"])
     np.testing.assert_array_equal(out.image, ref["image"])
-    np.testing.assert_array_equal(out.depth, ref["depth"])  # +inf on the background on both sides
     # the reference is not degenerate: faces cover part of every image, some landmarks are hidden
     fg = ref["triangle_id"] >= 0
     assert (fg.mean((1, 2)) > 0.05).all() and (~fg).any()
