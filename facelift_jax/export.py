@@ -49,9 +49,9 @@ import numpy as np
 from flax import nnx
 
 from facelift_jax import checkpointing, config_check, logs
-from facelift_jax.cli import common
 from facelift_jax import landmarks as lm
 from facelift_jax import workdir as workdir_lib
+from facelift_jax.cli import common
 from facelift_jax.model import OUTPUT_FRAMES, build_model, efficientnet, input_size
 
 log = logging.getLogger(__name__)

@@ -631,7 +631,7 @@ def run_preprocess(config, out_dir, progress: bool = True, *, process_index: int
     run_videos(config, out_dir, progress)
     write_previews(config, out_dir)
     meta = json.loads((root / "metadata.json").read_text())
-    stamps.write(out_dir / FINISHED, dict(num_latents=meta["num_latents"], plan=stamps.read(root / "plan.json")))
+    stamps.write(out_dir / FINISHED, dict(num_latents=meta["num_latents"]))  # its plan: multiview/plan.json
     if progress:
         msg = f"preprocess: {meta['num_latents']} latents, {meta['invalid_points']['excluding_pupils']} invalid points"
         if "error_vs_truth" in meta:

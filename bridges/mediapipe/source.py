@@ -32,9 +32,10 @@ class MediaPipeSource:
     image coordinates (pixels / (W, H)) and, on request, confidence (B, 98) float32 in [0, 1].
 
     Frames are independent in :meth:`detect` (the largest face of each is taken) and consecutive
-    in :meth:`track` (``facelift_jax.inference.tracking.FaceTracker``, the policy predict follows). Confidence is the landmark model's face-presence probability, the same for
-    all 98 points (MediaPipe gives no per-point confidence). A frame without a face gets
-    landmarks 0 and confidence 0, so a confidence mask drops it.
+    in :meth:`track`, both by ``facelift_jax.inference.tracking.FaceTracker`` (predict's policy).
+    Confidence is the landmark model's face-presence probability, the same for all 98 points
+    (MediaPipe gives no per-point confidence). A frame without a face gets landmarks 0 and
+    confidence 0, so a confidence mask drops it.
     """
 
     def __init__(self, detector: MediaPipeDetector | None = None, **kwargs):

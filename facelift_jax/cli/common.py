@@ -59,13 +59,13 @@ def set_from_flags(config: ml_collections.ConfigDict, args: argparse.Namespace, 
 
 
 def check(config: ml_collections.ConfigDict, stage: str, args: argparse.Namespace,
-          flags: Mapping[str, str] = {}) -> None:  # noqa: B006 (read only)
+          flags: Mapping[str, str] | None = None) -> None:
     """``config_check.check(config, stage)``; a wrong field that a given flag set is reported as
     that flag (``--crop-scale 0``, not ``predict.crop_scale``)."""
     try:
         config_check.check(config, stage)
     except config_check.ConfigError as e:
-        flag = flags.get(e.field)
+        flag = (flags or {}).get(e.field)
         if flag and getattr(args, _dest(flag)) is not None:
             raise config_check.input_error(flag, e.value, e.need) from e
         raise
